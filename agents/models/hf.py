@@ -1,0 +1,366 @@
+"""Causal language models through transformers: chat, batching, logprobs, constraints, LoRA.
+
+One ``CausalLM`` wraps one base model. ``generate`` takes a list of prompts and returns one
+:class:`Generation` per prompt, in order; a bad prompt gets an error result and the rest of the
+batch still runs. Confidence is ``exp(mean token logprob)``, the geometric mean of the
+probabilities of the tokens the decoder chose (after constraints); see ``docs/models.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from agents import tracking
+from agents.models.base import (
+    Generation,
+    InputError,
+    Model,
+    Timer,
+    Usage,
+    pick_device,
+    run_isolated,
+)
+from agents.models.constraints import Constraint, GrammarCompiler, make_constraint, parse_output
+from agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class GenerationOptions:
+    """Decoding settings shared by a batch. ``temperature=0`` means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    adapter: str | None = None  # LoRA adapter to use; None means the base model
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+        self.stop = tuple(self.stop)
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"stop strings must be non-empty strings, got {self.stop!r}")
+
+
+@dataclass
+class Request:
+    """One prompt with its own output constraint (a JSON schema or a regex)."""
+
+    prompt: str | Messages
+    json_schema: Any = None  # dict, JSON text, or a pydantic model class
+    regex: str | None = None
+
+
+@dataclass
+class _Prepared:
+    text: str
+    n_tokens: int
+    constraint: Constraint | None
+    grammar: Any = field(default=None, repr=False)
+
+
+class CausalLM(Model):
+    """A transformers causal LM, loaded from a local path, a bundled package or the hub.
+
+    Args:
+        model: bundled name, local folder or ``.gguf`` file, or Hugging Face id.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
+        quantize: ``"int8"`` for torch dynamic int8 quantization of Linear layers (CPU only).
+        batch_size: prompts per forward pass; longer lists are split.
+        options: default :class:`GenerationOptions`; ``generate`` keywords override them.
+    """
+
+    kind = "causal"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_CAUSAL,
+        *,
+        device: str = "auto",
+        quantize: str | None = None,
+        batch_size: int = 16,
+        options: GenerationOptions | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self.device = pick_device(device)
+        if quantize and self.device != "cpu":
+            raise ValueError("quantize='int8' is torch dynamic quantization and runs on CPU only")
+        self.resolved = resolve(model)
+        location = self.resolved.location
+        if self.resolved.gguf_file:
+            location = str(ensure_converted(self.resolved))
+        self.name = self.resolved.name
+        self.tokenizer = AutoTokenizer.from_pretrained(location)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(location).to(self.device).eval()
+        if quantize == "int8":
+            self.model = torch.ao.quantization.quantize_dynamic(
+                self.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+        self.quantize = quantize
+        self.batch_size = batch_size
+        self.options = options or GenerationOptions()
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self._grammars: GrammarCompiler | None = None
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self,
+        prompts: Sequence[str | Messages | Request],
+        options: GenerationOptions | None = None,
+        *,
+        progress: bool = False,
+        **overrides: Any,
+    ) -> list[Generation]:
+        """Generate for each prompt. Plain strings are wrapped as one user chat message.
+
+        Keyword overrides (``max_new_tokens=32``, ``json_schema=...``, ``regex=...``) apply to
+        the whole batch; a :class:`Request` carries its own constraint.
+        """
+        if isinstance(prompts, (str, Request)):
+            raise TypeError("generate takes a list of prompts; wrap a single prompt in [ ]")
+        schema, regex = overrides.pop("json_schema", None), overrides.pop("regex", None)
+        opts = replace(options or self.options, **overrides)
+        if schema is not None or regex is not None:
+            prompts = [
+                p if isinstance(p, Request) else Request(p, json_schema=schema, regex=regex)
+                for p in prompts
+            ]
+        with tracking.model_call(self.name, "generate", len(prompts), asdict(opts)) as span:
+            results = run_isolated(
+                list(prompts),
+                lambda p: self._prepare(p, opts),
+                lambda ready: self._run_chunks(ready, opts, progress),
+                lambda msg: Generation(error=msg),
+            )
+            span.record(results)
+        return results
+
+    def _prepare(self, prompt: Any, opts: GenerationOptions) -> _Prepared:
+        constraint = None
+        if isinstance(prompt, Request):
+            constraint = make_constraint(prompt.json_schema, prompt.regex)
+            prompt = prompt.prompt
+        text = self._render(prompt)
+        n_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        room = self.context_length - opts.max_new_tokens
+        if n_tokens > room:
+            raise InputError(
+                f"prompt has {n_tokens} tokens but the context is {self.context_length} and "
+                f"max_new_tokens={opts.max_new_tokens} leaves room for {room}; shorten it"
+            )
+        grammar = self._grammar_compiler().compile(constraint) if constraint else None
+        return _Prepared(text, n_tokens, constraint, grammar)
+
+    def _render(self, prompt: Any) -> str:
+        if isinstance(prompt, bytes):
+            raise InputError("prompt is bytes; decode it to str first (which encoding?)")
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise InputError("prompt is empty")
+            if not self.tokenizer.chat_template:
+                return prompt
+            prompt = [{"role": "user", "content": prompt}]
+        if not isinstance(prompt, list) or not prompt:
+            raise InputError(
+                f"prompt must be a str, a list of chat messages or a Request, got {type(prompt)}"
+            )
+        for message in prompt:
+            if not (isinstance(message, dict) and {"role", "content"} <= message.keys()):
+                raise InputError(f"chat message must be a dict with role and content: {message!r}")
+        if not any(str(m["content"]).strip() for m in prompt):
+            raise InputError("prompt is empty")
+        if not self.tokenizer.chat_template:
+            raise InputError(f"{self.name} has no chat template; pass plain text")
+        return self.tokenizer.apply_chat_template(
+            prompt, tokenize=False, add_generation_prompt=True
+        )
+
+    def _run_chunks(
+        self, ready: list[_Prepared], opts: GenerationOptions, progress: bool
+    ) -> list[Generation]:
+        import torch
+        from tqdm.auto import tqdm
+
+        if opts.seed is not None:
+            torch.manual_seed(opts.seed)
+        # Constrained and free prompts go in separate batches: the grammar processor masks
+        # every row it is given.
+        order = sorted(range(len(ready)), key=lambda i: ready[i].constraint is not None)
+        results: list[Generation | None] = [None] * len(ready)
+        bar = tqdm(total=len(ready), desc=f"{self.name} generate", disable=not progress)
+        start = 0
+        while start < len(order):
+            constrained = ready[order[start]].constraint is not None
+            chunk = [
+                i
+                for i in order[start : start + self.batch_size]
+                if (ready[i].constraint is not None) == constrained
+            ]
+            for i, gen in zip(chunk, self._generate_batch([ready[i] for i in chunk], opts)):
+                results[i] = gen
+            start += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, batch: list[_Prepared], opts: GenerationOptions) -> list[Generation]:
+        import torch
+
+        enc = self.tokenizer(
+            [p.text for p in batch],
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+        ).to(self.device)
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=opts.max_new_tokens,
+            do_sample=opts.temperature > 0,
+            pad_token_id=self.tokenizer.pad_token_id,
+            return_dict_in_generate=True,
+            output_scores=True,
+        )
+        if opts.temperature > 0:
+            kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
+        else:  # silence transformers' warnings about sampling-only settings
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if opts.stop:
+            kwargs.update(stop_strings=list(opts.stop), tokenizer=self.tokenizer)
+        if batch[0].grammar is not None:
+            kwargs["logits_processor"] = [
+                GrammarCompiler.logits_processor([p.grammar for p in batch])
+            ]
+        with Timer() as timer, torch.inference_mode(), self._adapter_scope(opts.adapter):
+            out = self.model.generate(**enc, **kwargs)
+        new_tokens = out.sequences[:, enc.input_ids.shape[1] :]
+        logprobs = (
+            torch.stack([torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1)
+            .gather(-1, new_tokens.unsqueeze(-1))
+            .squeeze(-1)
+        )
+        return [
+            self._to_generation(p, new_tokens[row].tolist(), logprobs[row].tolist(), opts, timer)
+            for row, p in enumerate(batch)
+        ]
+
+    def _to_generation(
+        self, prepared: _Prepared, ids: list[int], logprobs: list[float], opts, timer
+    ) -> Generation:
+        eos_ids = _as_set(self.model.generation_config.eos_token_id) | {self.tokenizer.eos_token_id}
+        end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+        text = self.tokenizer.decode(
+            ids[: end if end is not None else len(ids)], skip_special_tokens=True
+        )
+        cut = min((text.find(s) for s in opts.stop if s in text), default=-1)
+        if cut >= 0:
+            text, n, reason = text[:cut], end if end is not None else len(ids), "stop"
+        elif end is not None:
+            n, reason = end + 1, "stop"  # the end-of-sequence token counts as generated
+        else:
+            n, reason = len(ids), "length"
+        chosen = [lp for lp in logprobs[:n] if math.isfinite(lp)]
+        gen = Generation(
+            text=text,
+            token_logprobs=logprobs[:n],
+            confidence=math.exp(sum(chosen) / len(chosen)) if chosen else 0.0,
+            usage=Usage(prepared.n_tokens, n),
+            finish_reason=reason,
+            latency_s=timer.seconds,
+        )
+        if prepared.constraint is not None:
+            try:
+                gen.parsed = parse_output(text, prepared.constraint)
+            except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError
+                gen.error = (
+                    f"output is not complete ({reason} after {n} tokens): {exc}; "
+                    f"raise max_new_tokens (now {opts.max_new_tokens})"
+                )
+        return gen
+
+    def _grammar_compiler(self) -> GrammarCompiler:
+        if self._grammars is None:
+            self._grammars = GrammarCompiler(self.tokenizer, self.model.config.vocab_size)
+        return self._grammars
+
+    # ------------------------------------------------------------------ LoRA adapters
+    @property
+    def adapters(self) -> list[str]:
+        """Names of the loaded LoRA adapters."""
+        return list(getattr(self.model, "peft_config", {}) or {})
+
+    def load_adapter(self, path: str, name: str) -> None:
+        """Load a PEFT LoRA adapter from a folder under ``name``; select it per call."""
+        from peft import PeftModel
+
+        if self.quantize:
+            raise ValueError("LoRA adapters need the unquantized model; load without quantize")
+        if name in self.adapters:
+            raise ValueError(f"adapter {name!r} is already loaded; unload it first")
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(path, adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+        self.model.eval()
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove one adapter; removing the last restores the plain base model."""
+        if name not in self.adapters:
+            raise KeyError(f"no adapter {name!r}; loaded: {self.adapters}")
+        if len(self.adapters) == 1:
+            self.model = self.model.unload()
+        else:
+            self.model.delete_adapter(name)
+
+    def _adapter_scope(self, name: str | None):
+        import contextlib
+
+        if not self.adapters:
+            if name is not None:
+                raise ValueError(f"adapter {name!r} requested but no adapters are loaded")
+            return contextlib.nullcontext()
+        if name is None:
+            return self.model.disable_adapter()
+        if name not in self.adapters:
+            raise ValueError(f"unknown adapter {name!r}; loaded: {self.adapters}")
+        self.model.set_adapter(name)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ info
+    def describe(self) -> dict[str, Any]:
+        params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "model": self.name,
+            "source": self.resolved.source,
+            "location": self.resolved.location,
+            "device": self.device,
+            "quantize": self.quantize or "none",
+            "parameters": params,
+            "context_length": self.context_length,
+            "adapters": ",".join(self.adapters),
+        }
+
+
+def _as_set(value: Any) -> set[int]:
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, (list, tuple)) else {int(value)}

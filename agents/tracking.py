@@ -1,0 +1,292 @@
+"""MLflow tracking that fails open: runs, params, buffered metrics, artifacts, model-call spans.
+
+Why a wrapper: a broken or unreachable tracking store must never break an agent. Every MLflow
+call goes through :meth:`Tracker._safe`; the first failure warns once (``TrackingWarning``) and
+turns tracking off for the rest of the process, and the work goes on.
+
+Where runs go: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<working dir>/mlflow.db`` (MLflow's
+own default, made absolute so a notebook that changes directory keeps one store).
+
+Spans: model backends wrap each batched call in :func:`model_call`. It records a span (type LLM
+for generation, CLASSIFIER for classification) carrying batch size, options, token usage and
+errors, but only while tracking is active: inside :meth:`Tracker.run` or after :func:`enable`.
+Outside those it is a no-op and MLflow is never imported, so ``import agents`` stays light.
+
+Metrics: ``log_metrics`` buffers and sends one ``log_batch`` per 200 values or at run end
+(one synchronous ``log_metric`` on sqlite costs ~40 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+FLUSH_EVERY = 200
+PARAM_VALUE_LIMIT = 6000  # MLflow's limit on one param value
+
+
+class TrackingWarning(UserWarning):
+    """MLflow failed; tracking is off for this process, the work continues."""
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dicts and dataclasses to dotted MLflow params (``options.max_new_tokens``)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, Mapping):
+        return {prefix.rstrip("."): str(config)[:PARAM_VALUE_LIMIT]}
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+class _NullSpan:
+    """Stands in for a span when tracking is off, so callers never branch."""
+
+    def record(self, results: list[Any]) -> None:
+        pass
+
+
+class _ModelSpan:
+    def __init__(self, span: Any, tracker: Tracker):
+        self._span, self._tracker = span, tracker
+
+    def record(self, results: list[Any]) -> None:
+        """Attach usage, confidence and errors of a batch of Generation/Prediction results."""
+
+        def attach() -> None:
+            usage = [r.usage for r in results if getattr(r, "usage", None) is not None]
+            errors = [r.error for r in results if r.error]
+            attrs: dict[str, Any] = {"n_errors": len(errors)}
+            if usage:
+                prompt = sum(u.prompt_tokens for u in usage)
+                completion = sum(u.completion_tokens for u in usage)
+                attrs["mlflow.chat.tokenUsage"] = {
+                    "input_tokens": prompt,
+                    "output_tokens": completion,
+                    "total_tokens": prompt + completion,
+                }
+            self._span.set_attributes(attrs)
+            self._span.set_outputs(
+                [
+                    {"error": r.error}
+                    if r.error
+                    else {
+                        "output": getattr(r, "text", None) or getattr(r, "label", None),
+                        "confidence": round(r.confidence, 4),
+                    }
+                    for r in results
+                ]
+            )
+
+        self._tracker._safe(attach)
+
+
+class Tracker:
+    """One process's view of MLflow. Use the module-level functions for the default one."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "slm-agents"):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.broken = False
+        self.spans_enabled = False
+        self._ready = False
+        self._buffer: list[Any] = []
+        self._run_id: str | None = None
+
+    # -------------------------------------------------------------- fail-open core
+    def _safe(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.broken:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # any MLflow or store failure
+            self.broken = True
+            warnings.warn(
+                f"MLflow tracking to {self.tracking_uri} failed and is now off for this process "
+                f"({type(exc).__name__}: {exc}); the work continues untracked",
+                TrackingWarning,
+                stacklevel=3,
+            )
+            return None
+
+    def _setup(self) -> bool:
+        if self._ready or self.broken:
+            return self._ready
+
+        def connect() -> None:
+            import mlflow
+
+            self.tracking_uri = self.tracking_uri or default_tracking_uri()
+            if self.tracking_uri.startswith(("http://", "https://")):
+                # An unreachable server should cost seconds, not minutes of retries.
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+                os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_experiment(self.experiment)
+            self._ready = True
+
+        self._safe(connect)
+        return self._ready
+
+    @property
+    def active(self) -> bool:
+        return not self.broken and (self.spans_enabled or self._run_id is not None)
+
+    # -------------------------------------------------------------- runs
+    @contextlib.contextmanager
+    def run(
+        self, name: str | None = None, params: Any = None, tags: dict[str, str] | None = None
+    ) -> Iterator[str | None]:
+        """Open an MLflow run; yields its id (None when tracking is broken)."""
+        import mlflow  # imported here, not at module level: keeps `import agents` light
+
+        started = self._setup() and self._safe(mlflow.start_run, run_name=name, tags=tags)
+        if not started:
+            yield None
+            return
+        self._run_id = started.info.run_id
+        if params is not None:
+            self.log_params(params)
+        status = "FINISHED"
+        try:
+            yield self._run_id
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            self.flush()
+            self._safe(mlflow.end_run, status=status)
+            self._run_id = None
+
+    def log_params(self, config: Any) -> None:
+        import mlflow
+
+        if self._run_id is not None:
+            self._safe(mlflow.log_params, flatten(config))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Buffer metrics; they go to MLflow in one batch every FLUSH_EVERY values or at run end."""
+        if self._run_id is None or self.broken:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer.extend(Metric(k, float(v), now, step or 0) for k, v in metrics.items())
+        if len(self._buffer) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send buffered metrics and wait for traces MLflow is still exporting in the background."""
+        if not self._ready:
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        batch, self._buffer = self._buffer, []
+        if batch and self._run_id is not None:
+            self._safe(MlflowClient().log_batch, self._run_id, metrics=batch)
+        self._safe(mlflow.flush_trace_async_logging)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        if self._run_id is not None:
+            self._safe(mlflow.log_artifact, str(path), artifact_path)
+
+    # -------------------------------------------------------------- spans
+    @contextlib.contextmanager
+    def span(
+        self, name: str, span_type: str = "UNKNOWN", inputs: Any = None, attributes: Any = None
+    ) -> Iterator[Any]:
+        """A traced block; a root span becomes a trace linked to the active run."""
+        if not self.active or not self._setup():
+            yield _NullSpan()
+            return
+        import mlflow
+
+        manager = self._safe(mlflow.start_span, name=name, span_type=span_type)
+        span = manager and self._safe(manager.__enter__)
+        if span is None:
+            yield _NullSpan()
+            return
+        self._safe(span.set_inputs, inputs)
+        self._safe(span.set_attributes, attributes or {})
+        try:
+            yield span
+        except BaseException as exc:
+            self._safe(manager.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        self._safe(manager.__exit__, None, None, None)
+
+
+_default = Tracker()
+
+
+def get_tracker() -> Tracker:
+    return _default
+
+
+def configure(tracking_uri: str | None = None, experiment: str = "slm-agents") -> Tracker:
+    """Point the default tracker somewhere else (a fresh Tracker; any old failure is forgotten)."""
+    global _default
+    _default = Tracker(tracking_uri, experiment)
+    return _default
+
+
+def enable() -> None:
+    """Trace model calls even outside a run (each call becomes its own trace)."""
+    _default.spans_enabled = True
+
+
+def disable() -> None:
+    _default.spans_enabled = False
+
+
+def flush() -> None:
+    """Make everything logged so far visible to readers (metrics buffer, async traces)."""
+    _default.flush()
+
+
+def run(name: str | None = None, params: Any = None, tags: dict[str, str] | None = None):
+    return _default.run(name, params, tags)
+
+
+def log_params(config: Any) -> None:
+    _default.log_params(config)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    _default.log_metrics(metrics, step)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    _default.log_artifact(path, artifact_path)
+
+
+def span(name: str, span_type: str = "UNKNOWN", inputs: Any = None, attributes: Any = None):
+    return _default.span(name, span_type, inputs, attributes)
+
+
+@contextlib.contextmanager
+def model_call(model: str, operation: str, batch_size: int, options: Any = None) -> Iterator[Any]:
+    """The span a backend opens around one batched call; ``.record(results)`` adds usage."""
+    tracker = _default
+    if not tracker.active:
+        yield _NullSpan()
+        return
+    span_type = "LLM" if operation == "generate" else "CLASSIFIER"
+    attrs = {"model": model, "batch_size": batch_size}
+    with tracker.span(f"{model}.{operation}", span_type, options, attrs) as span:
+        yield _ModelSpan(span, tracker) if not isinstance(span, _NullSpan) else span
