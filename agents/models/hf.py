@@ -216,7 +216,8 @@ class CausalLM(Model):
                 for i in order[start : start + self.batch_size]
                 if (ready[i].constraint is not None) == constrained
             ]
-            for i, gen in zip(chunk, self._generate_batch([ready[i] for i in chunk], opts)):
+            generated = self._generate_batch([ready[i] for i in chunk], opts)
+            for i, gen in zip(chunk, generated, strict=True):
                 results[i] = gen
             start += len(chunk)
             bar.update(len(chunk))
