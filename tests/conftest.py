@@ -1,0 +1,61 @@
+"""Shared fixtures: the real bundled models, loaded once per session, and a throwaway MLflow.
+
+Models come from the default cache (~/.cache/slm-agents, or SLM_AGENTS_CACHE); a fresh machine
+converts the GGUF once (~20 s). Tests that exercise conversion itself use a temporary cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents import tracking
+from agents.models.sources import BUNDLED, bundled_path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+EXAMPLES = REPO / "examples"
+
+
+def _require_bundled(name: str) -> None:
+    if bundled_path(BUNDLED[name]) is None:
+        pytest.fail(
+            f"bundled model {name} is missing: {BUNDLED[name].install} (make setup does it)"
+        )
+
+
+@pytest.fixture(scope="session")
+def slm():
+    """The default SLM (SmolLM2-135M-Instruct), shared: tests must not load adapters on it."""
+    _require_bundled("smollm2-135m-instruct")
+    from agents.models import CausalLM
+
+    return CausalLM(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def departments():
+    return {
+        "cards": "bank card delivery, activation, PIN, lost or stolen cards",
+        "transfers": "bank transfers, sending money to someone, transfer failed or pending",
+        "account": "account details, identity verification, closing the account",
+    }
+
+
+@pytest.fixture(scope="session")
+def router(departments):
+    _require_bundled("all-minilm-l6-v2")
+    from agents.models import EncoderClassifier
+
+    return EncoderClassifier(labels=departments, device="cpu")
+
+
+@pytest.fixture
+def mlflow_store(tmp_path):
+    """Point the default tracker at a fresh sqlite store; restore a pristine tracker after."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = tracking.configure(uri, experiment="tests")
+    yield tracker
+    tracking.disable()
+    tracking.configure()
