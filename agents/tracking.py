@@ -5,7 +5,8 @@ call goes through :meth:`Tracker._safe`; the first failure warns once (``Trackin
 turns tracking off for the rest of the process, and the work goes on.
 
 Where runs go: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<working dir>/mlflow.db`` (MLflow's
-own default, made absolute so a notebook that changes directory keeps one store).
+own default, made absolute so a notebook that changes directory keeps one store). Experiments we
+create on a sqlite store keep their artifacts in ``mlartifacts/`` beside the database file.
 
 Spans: model backends wrap each batched call in :func:`model_call`. It records a span (type LLM
 for generation, CLASSIFIER for classification) carrying batch size, options, token usage and
@@ -37,6 +38,18 @@ class TrackingWarning(UserWarning):
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _artifact_root(tracking_uri: str) -> str | None:
+    """Keep a sqlite store's artifacts beside its database file.
+
+    MLflow's default for sqlite is ``./mlruns`` of whatever the working directory is at the
+    time, which scatters trace data over notebooks' and tests' folders.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None  # servers and file stores choose their own artifact location
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    return (database.parent / "mlartifacts").resolve().as_uri()
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
@@ -134,6 +147,10 @@ class Tracker:
                 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
                 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
             mlflow.set_tracking_uri(self.tracking_uri)
+            if mlflow.get_experiment_by_name(self.experiment) is None:
+                mlflow.create_experiment(
+                    self.experiment, artifact_location=_artifact_root(self.tracking_uri)
+                )
             mlflow.set_experiment(self.experiment)
             self._ready = True
 

@@ -21,7 +21,7 @@ def test_flatten_makes_dotted_params():
     assert flat["model"] == "m" and flat["options.max_new_tokens"] == "8"
 
 
-def test_run_logs_params_metrics_and_one_trace_per_model_call(mlflow_store, slm, router):
+def test_run_logs_params_metrics_and_one_trace_per_model_call(mlflow_store, slm, router, tmp_path):
     import mlflow
 
     with tracking.run("unit", params={"options": {"max_new_tokens": 4}}) as run_id:
@@ -46,6 +46,8 @@ def test_run_logs_params_metrics_and_one_trace_per_model_call(mlflow_store, slm,
     assert gen_span.attributes["n_errors"] == 1
     assert gen_span.outputs[1] == {"error": "request 1: prompt is empty"}
     assert spans["all-minilm-l6-v2.predict"].outputs[0]["output"] == "cards"
+    # trace data sits beside the database, not in ./mlruns of the working directory
+    assert any((tmp_path / "mlartifacts").rglob("*"))
 
 
 def test_failed_body_marks_the_run_failed(mlflow_store):

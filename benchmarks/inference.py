@@ -1,0 +1,642 @@
+"""Inference benchmark for the bundled models: how fast is "small" on this machine?
+
+Why: the project's claim is that a 135M-parameter SLM and a 22M-parameter encoder do real agent
+work on a plain CPU. This script puts numbers on that claim, measured in one run on one machine,
+so the ratios between them (int8 vs fp32, batch 8 vs batch 1, warm vs cold load) can be trusted
+even where the absolute numbers differ from machine to machine.
+
+What it measures:
+
+1. **Decode speed** of the causal SLM (SmolLM2-135M-Instruct, bundled as a Q4_1 GGUF and
+   dequantized to fp32 by transformers), in fp32 and in int8 (torch dynamic quantization, i.e.
+   ``CausalLM(quantize="int8")``), at batch 1 and batch 8. Each run calls
+   ``lm.model.generate`` directly with ``min_new_tokens == max_new_tokens`` and greedy decoding,
+   so every row produces exactly ``--new-tokens`` tokens whatever the text says.
+   tokens/s = batch x new tokens / wall time of the ``generate`` call, which includes the
+   prefill of a short (~45-token) chat prompt. ``CausalLM.generate`` adds log-prob bookkeeping
+   and stops at end-of-sequence, so it is not used for the speed numbers.
+2. **Encoder throughput**: texts/s of ``EncoderClassifier.predict`` in zero-shot mode over
+   a fixed sample of Banking77 tickets (their categories, in words, are the labels; texts are
+   mean-pooled all-MiniLM-L6-v2 embeddings compared with the label embeddings).
+3. **Load time** of ``CausalLM()``, each in a fresh Python process whose imports (torch,
+   transformers) are done and timed *before* the clock starts: *cold* = empty cache folder
+   (``SLM_AGENTS_CACHE`` set to a new temp dir), so the GGUF is parsed, dequantized and saved as
+   safetensors; *warm* = the same folder again, now holding the converted safetensors.
+4. **llama.cpp reference** (only if ``llama_cpp`` from llama-cpp-python is importable): decode
+   tokens/s at batch 1 on the same GGUF file, same prompt token ids, same thread count, fixed
+   length (the token loop ignores end-of-sequence). Not a dependency; skipped with a note.
+
+Every measurement is preceded by an untimed warm-up and reported as the median of
+``--repeats`` runs (all runs are kept in the JSON). The benchmark works in its own temp cache
+folder, so it never touches (or benefits from) your ``~/.cache/slm-agents``.
+
+Run it on a quiet machine. Each measurement also records ``others_cpu``, the share of the CPUs
+that *other* processes used meanwhile (the "Others' CPU" column); above 10% it is shown in red
+and the run ends with a warning. On 2 cores a busy neighbour (a test run, a notebook) can make
+fp32 decode 10x slower or worse, while int8 suffers less (see ``OtherCpuUse``).
+
+Run it from the repository root::
+
+    .venv/bin/python benchmarks/inference.py --quick    # smoke run, ~40 s on 2 idle cores
+    .venv/bin/python benchmarks/inference.py            # full run, ~2 min on 2 idle cores
+    .venv/bin/python benchmarks/inference.py --repeats 5 --new-tokens 128 --json /tmp/b.json
+
+It prints a table and writes JSON (default ``benchmarks/results/inference.json``) with the
+machine facts (CPU, torch version and threads, date) next to the numbers. ``--skip-loads``
+leaves out the load timing (the slowest part); ``--help`` lists the other options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import itertools
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # so `python benchmarks/inference.py` finds `agents`
+    sys.path.insert(0, str(REPO_ROOT))
+
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "banking77" / "test.csv"
+DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "inference.json"
+CAUSAL = "smollm2-135m-instruct"
+BIG_BATCH = 8
+BUSY_WARNING = 0.1  # flag numbers taken while other processes used more of the CPUs than this
+DEFAULTS = {"repeats": (3, 1), "new_tokens": (64, 16), "texts": (512, 64)}  # (full, --quick)
+
+# Eight customer-support style prompts; batch 1 uses the first, batch 8 uses all of them.
+PROMPTS = [
+    "My card was charged twice for the same purchase. What should I do?",
+    "How long does a bank transfer to another country usually take?",
+    "I forgot my PIN. How can I reset it?",
+    "Why was my top-up declined this morning?",
+    "Can I change the currency of my account?",
+    "Someone I don't know made a payment with my card. Please help.",
+    "Where can I see the exchange rate you applied to my last payment?",
+    "My new card has not arrived yet. It has been ten days.",
+]
+
+# Used for the encoder when the Banking77 file is missing.
+FALLBACK_TICKETS = [
+    ("I still have not received my new card.", "card_arrival"),
+    ("My card payment was declined at the shop.", "declined_card_payment"),
+    ("The money I sent to my friend has not arrived.", "transfer_not_received_by_recipient"),
+    ("How do I top up my account by bank transfer?", "top_up_by_bank_transfer_charge"),
+    ("Why was I charged an extra fee for withdrawing cash?", "cash_withdrawal_charge"),
+    ("I lost my card yesterday, please block it.", "lost_or_stolen_card"),
+    ("What exchange rate do you use?", "exchange_rate"),
+    ("How can I change my PIN?", "change_pin"),
+]
+
+# Runs in a fresh interpreter: imports first (timed apart), then the load that is measured.
+LOAD_SCRIPT = """
+import json, time
+t0 = time.perf_counter()
+import torch, transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from agents.models import CausalLM
+t1 = time.perf_counter()
+lm = CausalLM({model!r}, device="cpu")
+t2 = time.perf_counter()
+print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1}}))
+"""
+
+# A wider table when the output goes to a file or a pipe (rich assumes 80 columns there).
+console = Console() if sys.stdout.isatty() else Console(width=140)
+
+
+# ---------------------------------------------------------------------------------- helpers
+class OtherCpuUse:
+    """Context manager: the share of the machine's CPU time that *other* processes used inside.
+
+    Why it matters: on a 2-core machine any other busy process wrecks the numbers. torch's two
+    threads meet at a barrier after every fp32 matmul, and a thread that has lost its core makes
+    the other wait a whole scheduler slice (measured here: a 5x576 @ 576x1536 matmul went from
+    0.16 ms to 24 ms). Every measurement records this share so spoiled numbers can be spotted.
+    ``fraction`` is None where /proc/stat does not exist.
+    """
+
+    fraction: float | None = None
+
+    @staticmethod
+    def _counters() -> tuple[float, float, float] | None:
+        """(busy, total) CPU seconds of the whole machine, and CPU seconds of this process
+        and its finished children."""
+        stat = Path("/proc/stat")
+        if not stat.exists():
+            return None
+        ticks = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+        idle = ticks[3] + ticks[4]  # idle + iowait
+        ours = sum(os.times()[:4])  # user + system, self + children
+        return (sum(ticks) - idle) / hz, sum(ticks) / hz, ours
+
+    def __enter__(self) -> OtherCpuUse:
+        self._start = self._counters()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._counters()
+        if self._start is None or end is None:
+            return
+        busy, total, ours = (b - a for a, b in zip(self._start, end, strict=True))
+        self.fraction = round(max(busy - ours, 0.0) / max(total, 1e-9), 3)
+
+
+def measure(fn: Callable[[], Any], repeats: int, work: float, unit: str) -> dict[str, Any]:
+    """Time ``repeats`` calls of ``fn`` (warm it up before); median and ``work``/median."""
+    seconds = []
+    with OtherCpuUse() as others:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {
+        "runs_s": [round(s, 4) for s in seconds],
+        "median_s": round(median, 4),
+        unit: round(work / median, 2),
+        "others_cpu": others.fraction,
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def _loadavg() -> list[float] | None:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def machine_facts() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    cpu_model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "quantized_engine": torch.backends.quantized.engine,
+    }
+
+
+def chat_text(tokenizer: Any, prompt: str) -> str:
+    """The prompt as the model sees it: one user message in its chat template."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def read_tickets(path: Path, limit: int) -> tuple[list[str], list[str], str]:
+    """``limit`` Banking77 tickets (a fixed random sample) with their gold categories."""
+    if path.exists():
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [(r["text"], r["category"]) for r in csv.DictReader(f)]
+        source = str(path)
+    else:
+        console.print(
+            f"[yellow]note:[/] {path} not found; the encoder runs on "
+            f"{len(FALLBACK_TICKETS)} built-in sentences instead (pass --data to fix)"
+        )
+        rows, source = list(FALLBACK_TICKETS), "built-in sentences"
+    rows = random.Random(0).sample(rows, limit) if len(rows) > limit else rows
+    return [t for t, _ in rows], [c for _, c in rows], source
+
+
+# ---------------------------------------------------------------------------------- loads
+def measure_loads(repeats: int, workdir: Path) -> tuple[dict[str, Any], Path]:
+    """Cold and warm ``CausalLM()`` load times, each in a fresh process.
+
+    Returns the results and the cache folder that now holds the converted model, so the rest
+    of the benchmark can load from it quickly.
+    """
+
+    def load_in_subprocess(cache: Path) -> dict[str, float]:
+        env = {**os.environ, "SLM_AGENTS_CACHE": str(cache)}
+        proc = subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT.format(model=CAUSAL)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"load subprocess failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    warm_cache = workdir / "cache"
+    cold, warm = [], []
+    with OtherCpuUse() as cold_others:
+        for i in range(repeats):
+            console.print(f"  cold load {i + 1}/{repeats} (GGUF -> safetensors, empty cache)")
+            cache = warm_cache if i == 0 else workdir / f"cold-{i}"
+            cold.append(load_in_subprocess(cache))
+            if cache != warm_cache:
+                shutil.rmtree(cache, ignore_errors=True)
+    with OtherCpuUse() as warm_others:
+        for i in range(repeats):
+            console.print(f"  warm load {i + 1}/{repeats} (converted safetensors)")
+            warm.append(load_in_subprocess(warm_cache))
+
+    def describe(runs: list[dict[str, float]], others: OtherCpuUse) -> dict[str, Any]:
+        return {
+            "runs_s": [round(r["load_s"], 3) for r in runs],
+            "median_s": round(statistics.median(r["load_s"] for r in runs), 3),
+            "import_median_s": round(statistics.median(r["import_s"] for r in runs), 3),
+            "others_cpu": others.fraction,
+        }
+
+    loads = {"cold": describe(cold, cold_others), "warm": describe(warm, warm_others)}
+    return loads, warm_cache
+
+
+# ---------------------------------------------------------------------------------- decode
+def measure_decode(lm: Any, batch: int, new_tokens: int, repeats: int) -> dict[str, Any]:
+    """tokens/s of greedy decoding of exactly ``new_tokens`` tokens for ``batch`` prompts."""
+    import torch
+
+    texts = [chat_text(lm.tokenizer, p) for p in PROMPTS[:batch]]
+    enc = lm.tokenizer(
+        texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+    )
+    fixed = dict(
+        do_sample=False,
+        temperature=None,  # the model's generation config sets sampling defaults; unset them
+        top_p=None,
+        top_k=None,
+        pad_token_id=lm.tokenizer.pad_token_id,
+    )
+
+    def run(n: int = new_tokens) -> None:
+        with torch.inference_mode():
+            out = lm.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, **fixed)
+        produced = out.shape[1] - enc.input_ids.shape[1]
+        assert produced == n, f"expected {n} new tokens, got {produced}"
+
+    run(4)  # warm-up: first-call allocations, int8 kernel setup
+    result = measure(run, repeats, batch * new_tokens, "tokens_per_s")
+    result["per_stream_tokens_per_s"] = round(result["tokens_per_s"] / batch, 2)
+    result["prompt_tokens"] = int(enc.input_ids.shape[1])
+    return {"batch": batch, "new_tokens": new_tokens, **result}
+
+
+def bench_causal(quantize: str | None, new_tokens: int, repeats: int) -> dict[str, Any]:
+    from agents.models import CausalLM
+
+    label = quantize or "fp32"
+    start = time.perf_counter()
+    lm = CausalLM(CAUSAL, device="cpu", quantize=quantize)
+    load_s = time.perf_counter() - start
+    rows = {}
+    for batch in (1, BIG_BATCH):
+        console.print(f"  decode {label} batch {batch} ({new_tokens} tokens x {repeats})")
+        rows[f"batch{batch}"] = measure_decode(lm, batch, new_tokens, repeats)
+    prompt_ids = lm.tokenizer(chat_text(lm.tokenizer, PROMPTS[0]), add_special_tokens=False)
+    del lm
+    gc.collect()
+    return {
+        "precision": label,
+        "load_in_process_s": round(load_s, 3),
+        **rows,
+        "_prompt_ids": prompt_ids.input_ids,  # reused by the llama.cpp reference
+    }
+
+
+# ---------------------------------------------------------------------------------- encoder
+def bench_encoder(data: Path, n_texts: int, repeats: int) -> dict[str, Any]:
+    from agents.models import EncoderClassifier
+
+    texts, gold, source = read_tickets(data, n_texts)
+    categories = sorted(set(gold))
+    # Zero-shot: each category's description is its name in words ("card arrival").
+    labels = {c: c.replace("_", " ") for c in categories}
+    start = time.perf_counter()
+    clf = EncoderClassifier(labels=labels, device="cpu")
+    load_s = time.perf_counter() - start
+    clf.predict(texts[: clf.batch_size])  # warm-up
+    console.print(f"  encoder predict ({len(texts)} texts x {repeats})")
+    predictions: list[Any] = []
+
+    def run() -> None:
+        predictions[:] = clf.predict(texts)
+
+    result = measure(run, repeats, len(texts), "texts_per_s")
+    correct = sum(p.label == g for p, g in zip(predictions, gold, strict=True))
+    return {
+        "model": clf.name,
+        "mode": clf.mode,
+        "data": source,
+        "texts": len(texts),
+        "labels": len(categories),
+        "batch_size": clf.batch_size,
+        "load_in_process_s": round(load_s, 3),
+        **result,
+        "zero_shot_accuracy": round(correct / len(texts), 3),  # a sanity check, not the point
+    }
+
+
+# ---------------------------------------------------------------------------------- llama.cpp
+def bench_llama_cpp(
+    prompt_ids: list[int], new_tokens: int, repeats: int, threads: int
+) -> dict[str, Any]:
+    """Batch-1 decode through llama.cpp on the bundled GGUF file, if llama-cpp-python is here."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return {"skipped": "llama_cpp not importable (pip install llama-cpp-python to include it)"}
+    from agents.models.sources import resolve
+
+    resolved = resolve(CAUSAL)
+    gguf = Path(resolved.location) / str(resolved.gguf_file)
+    start = time.perf_counter()
+    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, verbose=False)
+    load_s = time.perf_counter() - start
+
+    def run(n: int = new_tokens) -> None:
+        llm.reset()  # forget the previous run, so the prompt is evaluated again every time
+        # The token loop has no end-of-sequence check: it yields until we stop taking tokens.
+        tokens = list(itertools.islice(llm.generate(prompt_ids, temp=0.0), n))
+        assert len(tokens) == n, f"expected {n} new tokens, got {len(tokens)}"
+
+    run(4)  # warm-up
+    console.print(f"  llama.cpp decode batch 1 ({new_tokens} tokens x {repeats})")
+    result = measure(run, repeats, new_tokens, "tokens_per_s")
+    return {
+        "gguf": gguf.name,
+        "threads": threads,
+        "load_s": round(load_s, 3),
+        "batch1": {"batch": 1, "new_tokens": new_tokens, **result},
+    }
+
+
+# ---------------------------------------------------------------------------------- report
+def compute_ratios(results: dict[str, Any]) -> dict[str, float | None]:
+    """Speedups between measurements of this run (a value > 1 means the first is faster)."""
+    decode, big = results["decode"], f"batch{BIG_BATCH}"
+
+    def tps(precision: str, batch: str) -> float:
+        return decode[precision][batch]["tokens_per_s"]
+
+    ratios = {
+        "int8_over_fp32_batch1": ratio(tps("int8", "batch1"), tps("fp32", "batch1")),
+        f"int8_over_fp32_{big}": ratio(tps("int8", big), tps("fp32", big)),
+        f"{big}_over_batch1_fp32": ratio(tps("fp32", big), tps("fp32", "batch1")),
+        f"{big}_over_batch1_int8": ratio(tps("int8", big), tps("int8", "batch1")),
+    }
+    if "loads" in results:
+        loads = results["loads"]
+        ratios["warm_over_cold_load"] = ratio(loads["warm"]["median_s"], loads["cold"]["median_s"])
+    llama = results["llama_cpp"]
+    if "batch1" in llama:
+        llama_tps = llama["batch1"]["tokens_per_s"]
+        ratios["llama_cpp_over_fp32_batch1"] = ratio(llama_tps, tps("fp32", "batch1"))
+        ratios["llama_cpp_over_int8_batch1"] = ratio(llama_tps, tps("int8", "batch1"))
+    return ratios
+
+
+def spread(runs: list[float]) -> str:
+    """The range of the timed runs, so a noisy median is visible at a glance."""
+    return f"{min(runs):.2f}-{max(runs):.2f} s" if len(runs) > 1 else f"{runs[0]:.2f} s"
+
+
+def print_report(results: dict[str, Any]) -> None:
+    machine, settings = results["machine"], results["settings"]
+    table = Table(
+        title=f"Inference on {machine['cpu_count']} CPUs ({machine['cpu_model']}), torch "
+        f"{machine['torch']} with {machine['torch_threads']} threads, median of "
+        f"{settings['repeats']} runs"
+    )
+    for name, justify in [
+        ("Measurement", "left"),
+        ("Median", "right"),
+        ("Unit", "left"),
+        ("Runs", "right"),
+        ("Others' CPU", "right"),
+        ("Notes", "left"),
+    ]:
+        table.add_column(name, justify=justify)
+
+    def add(name: str, value: str, unit: str, r: dict[str, Any], note: str) -> None:
+        others = r.get("others_cpu")
+        busy = "?" if others is None else f"{others:.0%}"
+        if others is not None and others > BUSY_WARNING:
+            busy = f"[red]{busy}[/]"
+        table.add_row(name, value, unit, spread(r["runs_s"]), busy, note)
+
+    n = settings["new_tokens"]
+    for precision, row in results["decode"].items():
+        for key in ("batch1", f"batch{BIG_BATCH}"):
+            r = row[key]
+            note = f"{n} new tokens after a {r['prompt_tokens']}-token prompt"
+            if r["batch"] > 1:
+                note += f"; {r['per_stream_tokens_per_s']:.1f} tok/s per stream"
+            add(
+                f"decode {precision}, batch {r['batch']}",
+                f"{r['tokens_per_s']:.1f}",
+                "tok/s",
+                r,
+                note,
+            )
+    llama = results["llama_cpp"]
+    if "batch1" in llama:
+        r = llama["batch1"]
+        add(
+            "llama.cpp decode, batch 1",
+            f"{r['tokens_per_s']:.1f}",
+            "tok/s",
+            r,
+            f"same GGUF (Q4_1) and prompt ids, {llama['threads']} threads",
+        )
+    else:
+        table.add_row("llama.cpp decode, batch 1", "-", "", "", "", "skipped: not installed")
+    enc = results["encoder"]
+    add(
+        "MiniLM zero-shot classify",
+        f"{enc['texts_per_s']:.1f}",
+        "texts/s",
+        enc,
+        f"{enc['texts']} tickets, {enc['labels']} labels, batch {enc['batch_size']}; "
+        f"accuracy {enc['zero_shot_accuracy']:.2f}",
+    )
+    for kind, what in (("cold", "GGUF -> safetensors"), ("warm", "from safetensors cache")):
+        if "loads" in results:
+            r = results["loads"][kind]
+            add(
+                f"CausalLM() {kind} load",
+                f"{r['median_s']:.2f}",
+                "s",
+                r,
+                f"{what}; imports ({r['import_median_s']:.1f} s) not counted",
+            )
+    console.print(table)
+
+    ratios = Table(title="Ratios within this run")
+    ratios.add_column("Ratio")
+    ratios.add_column("Value", justify="right")
+    for name, value in results["ratios"].items():
+        label = name.replace("llama_cpp", "llama.cpp").replace("_", " ")
+        ratios.add_row(label, "-" if value is None else f"{value:.2f}x")
+    console.print(ratios)
+
+
+def contended(results: dict[str, Any], path: str = "") -> list[str]:
+    """Paths (like ``decode.fp32.batch8``) of the measurements taken while others were busy."""
+    found = []
+    for key, value in results.items():
+        if isinstance(value, dict):
+            if (value.get("others_cpu") or 0) > BUSY_WARNING:
+                found.append(path + key)
+            found += contended(value, f"{path}{key}.")
+    return found
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Decode, classify and load speed of the bundled SLM and encoder on CPU.",
+    )
+    parser.add_argument("--repeats", type=int, help="timed runs per measurement [3; quick 1]")
+    parser.add_argument("--new-tokens", type=int, help="tokens decoded per run [64; quick 16]")
+    parser.add_argument("--texts", type=int, help="tickets classified per run [512; quick 64]")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="Banking77 CSV [../shared/datasets/banking77/test.csv]",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help="output [benchmarks/results/inference.json]"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [torch's default]")
+    parser.add_argument("--skip-loads", action="store_true", help="skip cold/warm load timing")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: smaller defaults (1 repeat, 16 tokens)"
+    )
+    args = parser.parse_args(argv)
+    for name, (full, quick) in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if args.repeats < 1 or args.new_tokens < 1 or args.texts < 1:
+        parser.error("--repeats, --new-tokens and --texts must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with the log
+    # torch deprecates the quantized tensors behind quantize_dynamic; CausalLM still uses it.
+    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    with OtherCpuUse() as before:  # one idle second: is anything else running?
+        time.sleep(1.0)
+    if (before.fraction or 0) > BUSY_WARNING:
+        console.print(
+            f"[yellow]warning:[/] other processes use {before.fraction:.0%} of the CPUs; "
+            "the numbers will be low and noisy (each one records others_cpu in the JSON)"
+        )
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "inference",
+        "machine": {
+            **machine_facts(),
+            "others_cpu_before": before.fraction,
+            "loadavg_before": _loadavg(),
+        },
+        "settings": {
+            "repeats": args.repeats,
+            "new_tokens": args.new_tokens,
+            "texts": args.texts,
+            "quick": args.quick,
+            "decode_method": "model.generate, greedy, min_new_tokens == max_new_tokens",
+        },
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="slm-bench-"))
+    try:
+        if args.skip_loads:
+            cache = workdir / "cache"
+        else:
+            console.print("[bold]Loads[/] (fresh process each)")
+            results["loads"], cache = measure_loads(args.repeats, workdir)
+        # Everything below loads from the benchmark's own cache (converted on first use).
+        os.environ["SLM_AGENTS_CACHE"] = str(cache)
+
+        console.print("[bold]Decode[/]")
+        fp32 = bench_causal(None, args.new_tokens, args.repeats)
+        int8 = bench_causal("int8", args.new_tokens, args.repeats)
+        prompt_ids = fp32.pop("_prompt_ids")
+        int8.pop("_prompt_ids")
+        results["decode"] = {"fp32": fp32, "int8": int8}
+
+        console.print("[bold]Encoder[/]")
+        results["encoder"] = bench_encoder(args.data, args.texts, args.repeats)
+
+        console.print("[bold]llama.cpp reference[/]")
+        results["llama_cpp"] = bench_llama_cpp(prompt_ids, args.new_tokens, args.repeats, threads)
+        if "skipped" in results["llama_cpp"]:
+            console.print(f"  skipped: {results['llama_cpp']['skipped']}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    results["machine"]["loadavg_after"] = _loadavg()
+    results["ratios"] = compute_ratios(results)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    results["contended"] = contended(results)
+    print_report(results)
+    if results["contended"]:
+        console.print(
+            f"[yellow]warning:[/] {len(results['contended'])} measurements ran while other "
+            f"processes used more than {BUSY_WARNING:.0%} of the CPUs (red above); "
+            "rerun on a quiet machine before trusting them"
+        )
+    write_json(results, args.json)
+    console.print(f"wrote {args.json} ({results['elapsed_s']:.0f} s in all)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
