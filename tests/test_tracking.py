@@ -30,12 +30,17 @@ def test_run_logs_params_metrics_and_one_trace_per_model_call(mlflow_store, slm,
         router.predict(["my card is lost"])
         for step in range(250):  # more than one buffered batch
             tracking.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        report = tmp_path / "report.txt"
+        report.write_text("confusion summary")
+        tracking.log_artifact(report, "reports")
 
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["options.max_new_tokens"] == "4"
     history = mlflow.MlflowClient().get_metric_history(run_id, "loss")
     assert len(history) == 250
+    [artifact] = mlflow.MlflowClient().list_artifacts(run_id, "reports")
+    assert artifact.path == "reports/report.txt"
 
     traces = mlflow.search_traces(run_id=run_id, return_type="list")
     assert len(traces) == 2
@@ -46,8 +51,8 @@ def test_run_logs_params_metrics_and_one_trace_per_model_call(mlflow_store, slm,
     assert gen_span.attributes["n_errors"] == 1
     assert gen_span.outputs[1] == {"error": "request 1: prompt is empty"}
     assert spans["all-minilm-l6-v2.predict"].outputs[0]["output"] == "cards"
-    # trace data sits beside the database, not in ./mlruns of the working directory
-    assert any((tmp_path / "mlartifacts").rglob("*"))
+    # artifacts sit beside the database, not in ./mlruns of the working directory
+    assert list((tmp_path / "mlartifacts").rglob("report.txt"))
 
 
 def test_failed_body_marks_the_run_failed(mlflow_store):
