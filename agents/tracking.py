@@ -297,13 +297,80 @@ def span(name: str, span_type: str = "UNKNOWN", inputs: Any = None, attributes: 
 
 
 @contextlib.contextmanager
-def model_call(model: str, operation: str, batch_size: int, options: Any = None) -> Iterator[Any]:
-    """The span a backend opens around one batched call; ``.record(results)`` adds usage."""
+def model_call(model: str, operation: str, inputs: list[Any], options: Any = None) -> Iterator[Any]:
+    """The span a backend opens around one batched call; ``.record(results)`` adds usage.
+
+    The span's inputs are the prompts or texts (each cut to 500 characters) and the options.
+    """
     tracker = _default
     if not tracker.active:
         yield _NullSpan()
         return
     span_type = "LLM" if operation == "generate" else "CLASSIFIER"
-    attrs = {"model": model, "batch_size": batch_size}
-    with tracker.span(f"{model}.{operation}", span_type, options, attrs) as span:
+    attrs = {"model": model, "batch_size": len(inputs)}
+    shown = {"inputs": [str(x)[:500] for x in inputs], "options": options}
+    with tracker.span(f"{model}.{operation}", span_type, shown, attrs) as span:
         yield _ModelSpan(span, tracker) if not isinstance(span, _NullSpan) else span
+
+
+def trace_results(
+    results: list[Any], tasks: list[Any] | None = None, name: str = "request"
+) -> None:
+    """One trace per request: a root span, and a child span per Step of its path.
+
+    Steps carry wall-clock start and end times, so spans are placed where they ran, in this
+    process or in a Ray actor: the actor never needs MLflow, and nothing crosses a process
+    boundary but the Result. Sets each Result's ``trace_id``. No-op when tracking is inactive.
+    """
+    tracker = _default
+    if not tracker.active or not tracker._setup():
+        return
+    import mlflow
+
+    def to_ns(seconds: float) -> int:
+        return int(seconds * 1e9)
+
+    def one(result: Any, task: Any) -> None:
+        if not result.path:
+            return
+        start = min(s.start_s for s in result.path)
+        end = max(s.end_s for s in result.path)
+        root = mlflow.start_span_no_context(
+            name,
+            span_type="AGENT",
+            inputs={"task": getattr(task, "text", task)} if task is not None else None,
+            attributes={"task_id": result.task_id, "cost": result.cost, "agents": result.agents},
+            start_time_ns=to_ns(start),
+        )
+        for step in result.path:
+            child = mlflow.start_span_no_context(
+                step.agent,
+                span_type="CHAIN" if step.decision else "LLM",
+                parent_span=root,
+                attributes={
+                    "model": step.model or "",
+                    "confidence": step.confidence,
+                    "cost": step.cost,
+                    "decision": step.decision,
+                    "mlflow.chat.tokenUsage": {
+                        "input_tokens": step.prompt_tokens,
+                        "output_tokens": step.completion_tokens,
+                        "total_tokens": step.prompt_tokens + step.completion_tokens,
+                    },
+                },
+                start_time_ns=to_ns(step.start_s),
+            )
+            child.end(
+                outputs=str(step.output)[:2000],
+                status="ERROR" if step.error else "OK",
+                end_time_ns=to_ns(step.end_s),
+            )
+        root.end(
+            outputs={"output": str(result.output)[:2000], "error": result.error},
+            status="ERROR" if result.error else "OK",
+            end_time_ns=to_ns(end),
+        )
+        result.trace_id = root.trace_id
+
+    for i, result in enumerate(results):
+        tracker._safe(one, result, tasks[i] if tasks is not None else None)

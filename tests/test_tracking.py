@@ -50,6 +50,7 @@ def test_run_logs_params_metrics_and_one_trace_per_model_call(mlflow_store, slm,
     assert usage["output_tokens"] == 4 and usage["input_tokens"] > 10
     assert gen_span.attributes["n_errors"] == 1
     assert gen_span.outputs[1] == {"error": "request 1: prompt is empty"}
+    assert gen_span.inputs["inputs"] == ["Hello", ""]
     assert spans["all-minilm-l6-v2.predict"].outputs[0]["output"] == "cards"
     # artifacts sit beside the database, not in ./mlruns of the working directory
     assert list((tmp_path / "mlartifacts").rglob("report.txt"))

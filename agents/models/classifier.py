@@ -118,7 +118,7 @@ class EncoderClassifier(Model):
         """One Prediction per text, in order; bad texts get an error, the rest still run."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; wrap a single text in [ ]")
-        with tracking.model_call(self.name, "predict", len(texts)) as span:
+        with tracking.model_call(self.name, "predict", list(texts)) as span:
             results = run_isolated(
                 list(texts), _check_text, lambda ok: self._predict_valid(ok, progress), _failed
             )

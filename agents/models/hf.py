@@ -145,7 +145,7 @@ class CausalLM(Model):
                 p if isinstance(p, Request) else Request(p, json_schema=schema, regex=regex)
                 for p in prompts
             ]
-        with tracking.model_call(self.name, "generate", len(prompts), asdict(opts)) as span:
+        with tracking.model_call(self.name, "generate", list(prompts), asdict(opts)) as span:
             results = run_isolated(
                 list(prompts),
                 lambda p: self._prepare(p, opts),
