@@ -1,0 +1,217 @@
+"""An Agent is a role: a model, a prompt or schema, and a confidence. Patterns are Agents too.
+
+Every agent answers ``run_batch(tasks) -> list[Result]`` (one Result per task, in order);
+``run``, ``submit`` (a Future, for concurrency) and the async ``arun``/``arun_batch`` derive
+from it. The same API holds for an agent in this process and for one hosted by Ray
+(``agents.runtime.RayAgent``), so patterns never care where their agents live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from agents.pricing import DEFAULT_TABLE, PriceTable
+from agents.result import Result, Step, Task, as_task, now
+
+
+class Agent(ABC):
+    """Subclasses implement ``run_batch``; everything else comes from it."""
+
+    name: str = "agent"
+    _executor: ThreadPoolExecutor | None = None
+
+    @abstractmethod
+    def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
+        """One Result per task, in order; bad tasks get error Results, the rest still run."""
+
+    def run(self, task: str | Task) -> Result:
+        return self.run_batch([task])[0]
+
+    def submit(self, tasks: Sequence[str | Task]) -> Future[list[Result]]:
+        """Start ``run_batch`` without waiting (one worker thread per agent: calls queue up)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        return self._executor.submit(self.run_batch, list(tasks))
+
+    async def arun_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
+        return await asyncio.wrap_future(self.submit(tasks))
+
+    async def arun(self, task: str | Task) -> Result:
+        return (await self.arun_batch([task]))[0]
+
+
+def failed(task: Task, agent: str, message: str) -> Result:
+    """An error Result for one task, with the step that failed on its path."""
+    t = now()
+    step = Step(agent=agent, start_s=t, end_s=t, error=message)
+    return Result(task.id, path=[step], error=message, meta=dict(task.meta))
+
+
+def split_valid(tasks: Sequence[str | Task], agent: str) -> tuple[list[Task], dict[int, Result]]:
+    """Normalise tasks; empty or non-text ones become error Results keyed by position."""
+    valid: list[Task] = []
+    errors: dict[int, Result] = {}
+    for i, raw in enumerate(tasks):
+        task = raw if isinstance(raw, Task) else Task(text=raw) if isinstance(raw, str) else None
+        if task is None:
+            errors[i] = failed(
+                Task(text=""), agent, f"task must be str or Task, got {type(raw).__name__}"
+            )
+        elif not isinstance(task.text, str) or not task.text.strip():
+            errors[i] = failed(task, agent, "task text is empty")
+        else:
+            valid.append(task)
+    return valid, errors
+
+
+def merge(n: int, errors: dict[int, Result], ran: list[Result]) -> list[Result]:
+    """Put error Results and the Results of the valid tasks back in input order."""
+    it = iter(ran)
+    return [errors[i] if i in errors else next(it) for i in range(n)]
+
+
+class LLMAgent(Agent):
+    """A causal LM in a role: a prompt template, optional system message, schema and adapter.
+
+    ``prompt`` is a ``str.format`` template over the task (``{text}`` and any ``meta`` keys).
+    The output is the generated text, or the parsed object when ``json_schema`` is set.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: Any,  # agents.models.CausalLM
+        *,
+        prompt: str = "{text}",
+        system: str | None = None,
+        json_schema: Any = None,
+        regex: str | None = None,
+        max_new_tokens: int = 128,
+        adapter: str | None = None,
+        prices: PriceTable = DEFAULT_TABLE,
+    ):
+        if "{text}" not in prompt:
+            raise ValueError(f"prompt of agent {name!r} must contain {{text}}, got {prompt!r}")
+        self.name, self.model, self.prompt, self.system = name, model, prompt, system
+        self.json_schema, self.regex, self.adapter = json_schema, regex, adapter
+        self.max_new_tokens, self.prices = max_new_tokens, prices
+
+    def _messages(self, task: Task) -> list[dict[str, str]]:
+        content = self.prompt.format(text=task.text, **task.meta)
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return [*head, {"role": "user", "content": content}]
+
+    def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
+        valid, errors = split_valid(tasks, self.name)
+        if not valid:
+            return merge(len(tasks), errors, [])
+        start = now()
+        gens = self.model.generate(
+            [self._messages(t) for t in valid],
+            max_new_tokens=self.max_new_tokens,
+            json_schema=self.json_schema,
+            regex=self.regex,
+            adapter=self.adapter,
+        )
+        end = now()
+        results = []
+        for task, gen in zip(valid, gens, strict=True):
+            output = gen.parsed if gen.parsed is not None else gen.text
+            step = Step(
+                agent=self.name,
+                output=output,
+                confidence=gen.confidence,
+                model=self.model.name,
+                prompt_tokens=gen.usage.prompt_tokens,
+                completion_tokens=gen.usage.completion_tokens,
+                cost=self.prices.cost(
+                    self.model.name, gen.usage.prompt_tokens, gen.usage.completion_tokens
+                ),
+                start_s=start,
+                end_s=end,
+                error=gen.error,
+            )
+            results.append(
+                Result(
+                    task.id,
+                    output=None if gen.error else output,
+                    confidence=gen.confidence,
+                    path=[step],
+                    latency_s=end - start,
+                    error=gen.error,
+                    meta=dict(task.meta),
+                )
+            )
+        return merge(len(tasks), errors, results)
+
+
+class ClassifierAgent(Agent):
+    """An encoder classifier in a role: the output is the label, confidence its probability."""
+
+    def __init__(self, name: str, model: Any, *, prices: PriceTable = DEFAULT_TABLE):
+        self.name, self.model, self.prices = name, model, prices
+
+    def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
+        valid, errors = split_valid(tasks, self.name)
+        if not valid:
+            return merge(len(tasks), errors, [])
+        start = now()
+        preds = self.model.predict([t.text for t in valid])
+        end = now()
+        results = []
+        for task, pred in zip(valid, preds, strict=True):
+            tokens = len(task.text.split())  # word count: a cheap, stable proxy for input tokens
+            step = Step(
+                agent=self.name,
+                output=pred.label,
+                confidence=pred.confidence,
+                model=self.model.name,
+                prompt_tokens=tokens,
+                cost=self.prices.cost(self.model.name, tokens, 0),
+                start_s=start,
+                end_s=end,
+                error=pred.error,
+            )
+            meta = {**task.meta, "probabilities": pred.probabilities}
+            results.append(
+                Result(
+                    task.id, pred.label, pred.confidence, [step], end - start, pred.error, meta=meta
+                )
+            )
+        return merge(len(tasks), errors, results)
+
+
+class FunctionAgent(Agent):
+    """Plain Python as an agent (rules, lookups): ``fn(task) -> (output, confidence)``.
+
+    An exception from ``fn`` becomes that task's error Result.
+    """
+
+    def __init__(self, name: str, fn: Callable[[Task], tuple[Any, float]]):
+        self.name, self.fn = name, fn
+
+    def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
+        valid, errors = split_valid(tasks, self.name)
+        results = []
+        for task in valid:
+            start = now()
+            try:
+                output, confidence = self.fn(task)
+                error = None
+            except Exception as exc:  # the rule failed on this task only
+                output, confidence, error = None, 0.0, f"{type(exc).__name__}: {exc}"
+            end = now()
+            step = Step(self.name, output, confidence, start_s=start, end_s=end, error=error)
+            results.append(
+                Result(
+                    task.id, output, confidence, [step], end - start, error, meta=dict(task.meta)
+                )
+            )
+        return merge(len(tasks), errors, results)
+
+
+__all__ = ["Agent", "ClassifierAgent", "FunctionAgent", "LLMAgent", "as_task", "failed"]

@@ -1,0 +1,102 @@
+"""Cascade (conditional activation): the small agent answers; below a confidence threshold the
+large agent is called as well and its answer wins.
+
+``calibrate`` sets the threshold from a labelled sample, either to a target share of tasks sent
+to the large agent (as RouteLLM calibrates routers) or to the lowest share that reaches a
+target accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agents.agent import Agent, merge, split_valid
+from agents.patterns.base import chain, decision
+from agents.result import Result, Task
+
+
+class Cascade(Agent):
+    def __init__(
+        self, small: Agent, large: Agent, *, threshold: float = 0.5, name: str = "cascade"
+    ):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        self.small, self.large, self.threshold, self.name = small, large, threshold, name
+
+    def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
+        valid, errors = split_valid(tasks, self.name)
+        first = self.small.run_batch(valid) if valid else []
+        escalate = [i for i, r in enumerate(first) if not r.ok or r.confidence < self.threshold]
+        out = list(first)
+        for i in range(len(first)):
+            if i not in escalate:
+                why = f"accept: {first[i].confidence:.2f} >= {self.threshold:.2f}"
+                out[i] = chain(first[i], decision(self.name, why, first[i].confidence))
+        if escalate:
+            second = self.large.run_batch([valid[i] for i in escalate])
+            for i, result in zip(escalate, second, strict=True):
+                why = (
+                    f"escalate: {first[i].error}"
+                    if not first[i].ok
+                    else f"escalate: {first[i].confidence:.2f} < {self.threshold:.2f}"
+                )
+                out[i] = chain(first[i], decision(self.name, why, first[i].confidence), then=result)
+        return merge(len(tasks), errors, out)
+
+    def calibrate(
+        self,
+        tasks: Sequence[str | Task],
+        labels: Sequence[Any],
+        *,
+        target_share: float | None = None,
+        target_accuracy: float | None = None,
+        correct: Callable[[Any, Any], bool] = lambda output, label: output == label,
+    ) -> dict[str, float]:
+        """Run both agents on a labelled sample and set ``threshold``; returns the curve point."""
+        small = self.small.run_batch(tasks)
+        large = self.large.run_batch(tasks)
+        conf = [r.confidence if r.ok else 0.0 for r in small]
+        small_ok = [r.ok and correct(r.output, y) for r, y in zip(small, labels, strict=True)]
+        large_ok = [r.ok and correct(r.output, y) for r, y in zip(large, labels, strict=True)]
+        self.threshold = calibrate_threshold(
+            conf, small_ok, large_ok, target_share=target_share, target_accuracy=target_accuracy
+        )
+        return evaluate_threshold(conf, small_ok, large_ok, self.threshold)
+
+
+def evaluate_threshold(
+    conf: Sequence[float], small_ok: Sequence[bool], large_ok: Sequence[bool], threshold: float
+) -> dict[str, float]:
+    """Accuracy and share escalated if the cascade used ``threshold`` on this sample."""
+    up = [c < threshold for c in conf]
+    hits = [lg if u else sm for u, sm, lg in zip(up, small_ok, large_ok, strict=True)]
+    n = max(len(conf), 1)
+    return {"threshold": threshold, "accuracy": sum(hits) / n, "escalated": sum(up) / n}
+
+
+def calibrate_threshold(
+    conf: Sequence[float],
+    small_ok: Sequence[bool],
+    large_ok: Sequence[bool],
+    *,
+    target_share: float | None = None,
+    target_accuracy: float | None = None,
+) -> float:
+    """The threshold that sends ``target_share`` of tasks up, or the lowest-share one that
+    reaches ``target_accuracy`` (the highest accuracy, if none reaches it)."""
+    if (target_share is None) == (target_accuracy is None):
+        raise ValueError("pass exactly one of target_share or target_accuracy")
+    if not conf:
+        raise ValueError("calibration needs at least one labelled task")
+    candidates = sorted(set(conf)) + [1.0 + 1e-9]  # escalate-below each observed confidence
+    points = [evaluate_threshold(conf, small_ok, large_ok, t) for t in [0.0, *candidates]]
+    if target_share is not None:
+        if not 0.0 <= target_share <= 1.0:
+            raise ValueError(f"target_share must be in [0, 1], got {target_share!r}")
+        within = [p for p in points if p["escalated"] <= target_share]
+        return max(within, key=lambda p: (p["escalated"], p["accuracy"]))["threshold"]
+    reached = [p for p in points if p["accuracy"] >= target_accuracy]
+    if reached:
+        return min(reached, key=lambda p: (p["escalated"], -p["accuracy"]))["threshold"]
+    return max(points, key=lambda p: (p["accuracy"], -p["escalated"]))["threshold"]

@@ -1,0 +1,18 @@
+"""Hosting agents: in this process, or as Ray actors with the same API.
+
+``RayAgent(spec, replicas=..., num_cpus=..., max_batch_size=..., max_wait_ms=...)`` hosts an
+``AgentSpec`` on Ray; ``spec.build()`` builds the same agent locally. Importing this package
+does not import Ray.
+"""
+
+from agents.runtime.spec import AgentSpec
+
+__all__ = ["AgentSpec", "RayAgent", "ensure_ray"]
+
+
+def __getattr__(name: str):
+    if name in ("RayAgent", "ensure_ray"):
+        from agents.runtime import hosting
+
+        return getattr(hosting, name)
+    raise AttributeError(f"module 'agents.runtime' has no attribute {name!r}")

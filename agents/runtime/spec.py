@@ -1,0 +1,83 @@
+"""AgentSpec: everything needed to build an agent in any process, so a Ray actor can build its
+own copy instead of receiving pickled model weights.
+
+Models are cached per process by what defines them, so several agents on one base model (say,
+with different LoRA adapters) share one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agents.agent import Agent, ClassifierAgent, LLMAgent
+
+KINDS = ("llm", "classifier")
+_MODELS: dict[str, Any] = {}
+
+
+@dataclass
+class AgentSpec:
+    name: str
+    kind: str  # "llm" or "classifier"
+    model: str  # bundled name, local path or hub id
+    prompt: str = "{text}"
+    system: str | None = None
+    json_schema: dict[str, Any] | None = None
+    max_new_tokens: int = 128
+    adapter: str | None = None  # adapter this agent uses
+    adapters: dict[str, str] = field(default_factory=dict)  # adapters to load: name -> path
+    labels: list[str] | dict[str, str] | None = None  # zero-shot classifier labels
+    quantize: str | None = None
+    device: str = "auto"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"agent {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.name:
+            raise ValueError("agent name must not be empty")
+        if self.adapter is not None and self.adapter not in self.adapters:
+            raise ValueError(
+                f"agent {self.name!r} uses adapter {self.adapter!r} but adapters lists "
+                f"{sorted(self.adapters)}"
+            )
+
+    def build(self) -> Agent:
+        if self.kind == "classifier":
+            return ClassifierAgent(self.name, self._classifier())
+        lm = self._causal()
+        for adapter, path in self.adapters.items():
+            if adapter not in lm.adapters:
+                lm.load_adapter(path, adapter)
+        return LLMAgent(
+            self.name,
+            lm,
+            prompt=self.prompt,
+            system=self.system,
+            json_schema=self.json_schema,
+            max_new_tokens=self.max_new_tokens,
+            adapter=self.adapter,
+        )
+
+    def _causal(self) -> Any:
+        from agents.models import CausalLM
+
+        key = json.dumps(["llm", self.model, self.quantize, self.device, self.batch_size])
+        if key not in _MODELS:
+            _MODELS[key] = CausalLM(
+                self.model, device=self.device, quantize=self.quantize, batch_size=self.batch_size
+            )
+        return _MODELS[key]
+
+    def _classifier(self) -> Any:
+        from agents.models import EncoderClassifier
+
+        key = json.dumps(["classifier", self.model, self.labels, self.device], sort_keys=True)
+        if key not in _MODELS:
+            _MODELS[key] = EncoderClassifier(self.model, labels=self.labels, device=self.device)
+        return _MODELS[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
