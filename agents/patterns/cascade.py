@@ -34,14 +34,19 @@ class Cascade(Agent):
                 why = f"accept: {first[i].confidence:.2f} >= {self.threshold:.2f}"
                 out[i] = chain(first[i], decision(self.name, why, first[i].confidence))
         if escalate:
-            second = self.large.run_batch([valid[i] for i in escalate])
-            for i, result in zip(escalate, second, strict=True):
-                why = (
+            decided = {  # stamped now, before the large agent runs, so traces read in order
+                i: decision(
+                    self.name,
                     f"escalate: {first[i].error}"
                     if not first[i].ok
-                    else f"escalate: {first[i].confidence:.2f} < {self.threshold:.2f}"
+                    else f"escalate: {first[i].confidence:.2f} < {self.threshold:.2f}",
+                    first[i].confidence,
                 )
-                out[i] = chain(first[i], decision(self.name, why, first[i].confidence), then=result)
+                for i in escalate
+            }
+            second = self.large.run_batch([valid[i] for i in escalate])
+            for i, result in zip(escalate, second, strict=True):
+                out[i] = chain(first[i], decided[i], then=result)
         return merge(len(tasks), errors, out)
 
     def calibrate(

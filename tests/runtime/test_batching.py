@@ -1,0 +1,73 @@
+"""DynamicBatcher on its own: batch sizes, ordering, and errors reaching every caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.runtime.batching import DynamicBatcher
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_calls_form_batches_up_to_the_maximum():
+    sizes: list[int] = []
+
+    async def double(items):
+        sizes.append(len(items))
+        await asyncio.sleep(0.01)
+        return [i * 2 for i in items]
+
+    async def main():
+        batcher = DynamicBatcher(double, max_batch_size=4, max_wait_s=0.05)
+        return await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+
+    assert run(main()) == [i * 2 for i in range(10)]
+    assert sizes == [4, 4, 2]
+
+
+def test_a_lone_call_waits_at_most_max_wait():
+    async def main():
+        batcher = DynamicBatcher(lambda items: asyncio.sleep(0, [len(items)]), 8, max_wait_s=0.01)
+        return await asyncio.wait_for(batcher.submit("x"), timeout=5)
+
+    assert run(main()) == 1
+
+
+def test_a_failing_batch_fails_its_callers_and_the_next_batch_still_runs():
+    calls = 0
+
+    async def flaky(items):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("model crashed")
+        return items
+
+    async def main():
+        batcher = DynamicBatcher(flaky, max_batch_size=2, max_wait_s=0.05)
+        first = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
+        second = await batcher.submit(3)
+        return first, second
+
+    first, second = run(main())
+    assert all(isinstance(e, RuntimeError) and "model crashed" in str(e) for e in first)
+    assert second == 3
+
+
+def test_a_handler_returning_the_wrong_count_is_an_error():
+    async def main():
+        batcher = DynamicBatcher(lambda items: asyncio.sleep(0, []), 2, 0.0)
+        return await batcher.submit(1)
+
+    with pytest.raises(RuntimeError, match="batch of 1 returned 0 results"):
+        run(main())
+
+
+@pytest.mark.parametrize("bad", [dict(max_batch_size=0), dict(max_wait_s=-1)])
+def test_invalid_settings(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        DynamicBatcher(lambda items: items, **bad)

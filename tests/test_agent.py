@@ -1,0 +1,71 @@
+"""Agents on the real models: one Result per task, with path, tokens, cost and errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
+from agents.pricing import DEFAULT_PRICES, Price, PriceTable
+from agents.result import Task
+
+
+def test_llm_agent_fills_its_prompt_and_prices_the_call(slm):
+    agent = LLMAgent(
+        "greeter",
+        slm,
+        prompt="Greet {name} in one short sentence. Context: {text}",
+        max_new_tokens=12,
+    )
+    [result, empty] = agent.run_batch([Task("a new customer", meta={"name": "Ada"}), Task("  ")])
+    assert result.ok and result.output
+    [step] = result.path
+    assert step.agent == "greeter" and step.model == "smollm2-135m-instruct"
+    assert step.prompt_tokens > 10 and 0 < step.completion_tokens <= 12
+    price = DEFAULT_PRICES["smollm2-135m-instruct"]
+    expected = (
+        step.prompt_tokens * price.input_per_million
+        + step.completion_tokens * price.output_per_million
+    ) / 1e6
+    assert result.cost == pytest.approx(expected) and result.cost > 0
+    assert result.meta == {"name": "Ada"}
+    assert empty.error == "task text is empty" and empty.path[0].agent == "greeter"
+
+
+def test_llm_agent_prompt_must_take_the_text(slm):
+    with pytest.raises(ValueError, match="must contain {text}"):
+        LLMAgent("x", slm, prompt="no placeholder")
+
+
+def test_classifier_agent_returns_label_confidence_and_probabilities(router):
+    agent = ClassifierAgent("router", router)
+    [r] = agent.run_batch(["my card is lost"])
+    assert r.output == "cards" and r.confidence == max(r.meta["probabilities"].values())
+    assert r.path[0].cost > 0
+
+
+def test_function_agent_turns_exceptions_into_error_results():
+    def rule(task: Task):
+        if "boom" in task.text:
+            raise KeyError("no rule for boom")
+        return task.text.upper(), 1.0
+
+    ok, bad, wrong_type = FunctionAgent("rules", rule).run_batch(["hi", "boom", 7])
+    assert ok.output == "HI" and ok.confidence == 1.0
+    assert bad.error == "KeyError: 'no rule for boom'"
+    assert "task must be str or Task, got int" in wrong_type.error
+
+
+def test_submit_and_async_run_give_the_same_results():
+    agent = FunctionAgent("echo", lambda t: (t.text, 0.5))
+    assert agent.submit(["a", "b"]).result()[1].output == "b"
+    assert asyncio.run(agent.arun("c")).output == "c"
+
+
+def test_price_table_overrides_and_unknown_models():
+    table = PriceTable({"my-slm": {"input_per_million": 1.0, "output_per_million": 2.0}})
+    assert table.cost("my-slm", 1_000_000, 1_000_000) == pytest.approx(3.0)
+    assert table.price("never-heard-of") == table.price("llm")  # unknown is never free
+    with pytest.raises(ValueError, match="prices must be >= 0"):
+        Price(-1.0, 0.0)
