@@ -134,6 +134,7 @@ class LLMAgent(Agent):
                 start_s=start,
                 end_s=end,
                 error=gen.error,
+                kind="llm",
             )
             results.append(
                 Result(
@@ -175,6 +176,7 @@ class ClassifierAgent(Agent):
                 start_s=start,
                 end_s=end,
                 error=pred.error,
+                kind="classifier",
             )
             meta = {**task.meta, "probabilities": pred.probabilities}
             results.append(

@@ -42,6 +42,7 @@ class Step:
     end_s: float = 0.0
     decision: str = ""  # what a pattern decided here and why ("escalate: 0.41 < 0.60")
     error: str | None = None
+    kind: str = "function"  # "llm", "classifier", "function" or "decision"
 
     @property
     def latency_s(self) -> float:

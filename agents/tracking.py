@@ -313,6 +313,9 @@ def model_call(model: str, operation: str, inputs: list[Any], options: Any = Non
         yield _ModelSpan(span, tracker) if not isinstance(span, _NullSpan) else span
 
 
+SPAN_TYPES = {"llm": "LLM", "classifier": "CLASSIFIER", "function": "TOOL", "decision": "CHAIN"}
+
+
 def trace_results(
     results: list[Any], tasks: list[Any] | None = None, name: str = "request"
 ) -> None:
@@ -345,7 +348,7 @@ def trace_results(
         for step in result.path:
             child = mlflow.start_span_no_context(
                 step.agent,
-                span_type="CHAIN" if step.decision else "LLM",
+                span_type=SPAN_TYPES.get(step.kind, "UNKNOWN"),
                 parent_span=root,
                 attributes={
                     "model": step.model or "",

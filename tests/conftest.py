@@ -6,16 +6,10 @@ converts the GGUF once (~20 s). Tests that exercise conversion itself use a temp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from agents import tracking
 from agents.models.sources import BUNDLED, bundled_path
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "datasets"
-EXAMPLES = REPO / "examples"
 
 
 def _require_bundled(name: str) -> None:

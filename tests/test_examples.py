@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, SHARED_DATA
 
 from agents.demo import load_departments
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+SHARED_DATA = REPO.parent / "shared" / "datasets"
 
 
 def test_every_banking77_intent_has_exactly_one_department():

@@ -19,10 +19,12 @@ NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 # Parameters that keep each notebook small enough for the test suite (merged over TRACKING_URI).
 SMALL: dict[str, dict[str, object]] = {
     "01_quickstart.ipynb": {"N_TICKETS": 8, "N_REPLIES": 2, "MAX_NEW_TOKENS": 16},
+    "02_patterns.ipynb": {"N_TICKETS": 16, "N_DEMO": 4, "MAX_NEW_TOKENS": 12},
 }
 # Text that must appear in a notebook's outputs (evidence it did the real thing).
 EXPECT: dict[str, list[str]] = {
     "01_quickstart.ipynb": ["token usage of one trace", "traces in run"],
+    "02_patterns.ipynb": ["same labels as the local router: True", "spans match the path"],
 }
 
 MISSING = [m.install for m in BUNDLED.values() if bundled_path(m) is None]

@@ -15,6 +15,7 @@ carries its intent); empty or non-text inputs get an error result.
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,7 @@ class EncoderClassifier(Model):
         import torch  # noqa: F401  (fail early, with torch's own message, when it is missing)
 
         self.device = pick_device(device)
+        self._lock = threading.Lock()  # agents sharing this model call it one at a time
         self.batch_size, self.max_length, self.temperature = batch_size, max_length, temperature
         directory = Path(str(model)).expanduser()
         if (directory / CLASSIFIER_FILE).exists():
@@ -118,7 +120,7 @@ class EncoderClassifier(Model):
         """One Prediction per text, in order; bad texts get an error, the rest still run."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of texts; wrap a single text in [ ]")
-        with tracking.model_call(self.name, "predict", list(texts)) as span:
+        with self._lock, tracking.model_call(self.name, "predict", list(texts)) as span:
             results = run_isolated(
                 list(texts), _check_text, lambda ok: self._predict_valid(ok, progress), _failed
             )

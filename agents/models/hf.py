@@ -9,6 +9,7 @@ probabilities of the tokens the decoder chose (after constraints); see ``docs/mo
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -121,6 +122,7 @@ class CausalLM(Model):
         self.options = options or GenerationOptions()
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._grammars: GrammarCompiler | None = None
+        self._lock = threading.Lock()  # agents sharing this model call it one at a time
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -145,7 +147,10 @@ class CausalLM(Model):
                 p if isinstance(p, Request) else Request(p, json_schema=schema, regex=regex)
                 for p in prompts
             ]
-        with tracking.model_call(self.name, "generate", list(prompts), asdict(opts)) as span:
+        with (
+            self._lock,
+            tracking.model_call(self.name, "generate", list(prompts), asdict(opts)) as span,
+        ):
             results = run_isolated(
                 list(prompts),
                 lambda p: self._prepare(p, opts),

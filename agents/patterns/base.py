@@ -10,7 +10,7 @@ from agents.result import Result, Step, now
 def decision(pattern: str, text: str, confidence: float = 0.0) -> Step:
     """A zero-cost step that records what a pattern decided and why."""
     t = now()
-    return Step(agent=pattern, confidence=confidence, start_s=t, end_s=t, decision=text)
+    return Step(pattern, confidence=confidence, start_s=t, end_s=t, decision=text, kind="decision")
 
 
 def chain(first: Result, *steps: Step, then: Result | None = None) -> Result:

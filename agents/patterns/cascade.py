@@ -8,6 +8,7 @@ target accuracy.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -94,8 +95,11 @@ def calibrate_threshold(
         raise ValueError("pass exactly one of target_share or target_accuracy")
     if not conf:
         raise ValueError("calibration needs at least one labelled task")
-    candidates = sorted(set(conf)) + [1.0 + 1e-9]  # escalate-below each observed confidence
-    points = [evaluate_threshold(conf, small_ok, large_ok, t) for t in [0.0, *candidates]]
+    # Midpoints between neighbouring observed confidences: a threshold never sits exactly on a
+    # sample's confidence, where a last-digit float difference would flip that sample.
+    levels = sorted(set(conf) | {0.0, 1.0})
+    candidates = [0.0, *((a + b) / 2 for a, b in itertools.pairwise(levels)), 1.0]
+    points = [evaluate_threshold(conf, small_ok, large_ok, t) for t in candidates]
     if target_share is not None:
         if not 0.0 <= target_share <= 1.0:
             raise ValueError(f"target_share must be in [0, 1], got {target_share!r}")

@@ -46,9 +46,14 @@ class Route(Agent):
                 out[i].error, out[i].output = message, None
                 continue
             groups.setdefault(target, []).append(i)
+        # Desks run at once (each agent queues its own calls), so one desk's batch never
+        # waits behind another's.
+        running = {
+            target: self.routes[target].submit([valid[i] for i in positions])
+            for target, positions in groups.items()
+        }
         for target, positions in groups.items():
-            handled = self.routes[target].run_batch([valid[i] for i in positions])
-            for i, result in zip(positions, handled, strict=True):
+            for i, result in zip(positions, running[target].result(), strict=True):
                 why = f"route -> {target} ({labelled[i].output!r}, {labelled[i].confidence:.2f})"
                 out[i] = chain(
                     labelled[i], decision(self.name, why, labelled[i].confidence), then=result

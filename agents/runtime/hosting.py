@@ -25,12 +25,16 @@ from agents.runtime.spec import AgentSpec
 
 
 def ensure_ray(address: str | None = None) -> None:
-    """Start a local Ray on demand, or connect to ``address`` / ``RAY_ADDRESS``."""
+    """Start a local Ray on demand, or connect to ``address`` / ``RAY_ADDRESS``.
+
+    With neither, a new local cluster starts (``address="local"``): plain ``ray.init()`` would
+    silently join whatever Ray cluster another process last started on this machine.
+    """
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     ray.init(
         address=address,
         ignore_reinit_error=True,

@@ -143,6 +143,11 @@ def test_calibration_hits_a_target_share_or_accuracy():
     assert sum(c < accurate for c in conf) == 3  # the three wrong ones, and no more
     with pytest.raises(ValueError, match="exactly one"):
         calibrate_threshold(conf, small_ok, large_ok)
+    # thresholds fall between observed confidences and stay valid for Cascade
+    for target in (0.0, 0.3, 0.55, 1.0):
+        t = calibrate_threshold(conf, small_ok, large_ok, target_share=target)
+        assert t not in conf and 0.0 <= t <= 1.0
+        Cascade(by_meta("s"), by_meta("l"), threshold=t)
 
 
 def test_cascade_calibrates_on_a_labelled_sample(router):

@@ -10,6 +10,6 @@ def ray_cluster():
     import ray
 
     # Logical CPUs, more than the 2 real cores, so several small agents can be placed at once.
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

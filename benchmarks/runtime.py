@@ -1,0 +1,678 @@
+"""Runtime benchmark: what do agents, Ray hosting, patterns and tracing cost, and what does
+dynamic batching buy?
+
+Why: the project hosts small models as Ray actors and wires them together with patterns, with
+MLflow traces of every request. That plumbing must stay cheap next to the model work, or the
+point of a *small* model is lost. Its goals, checked by this script on this machine:
+
+* a traced Cascade over two Ray-hosted agents adds at most 3% to an SLM generation and at most
+  2 ms to a classification, compared with calling the model directly;
+* with dynamic batching, 16 concurrent clients get at least 5x the throughput of one.
+
+What it measures:
+
+1. **Framework overhead**, for SLM generation (SmolLM2-135M-Instruct, greedy, ``--new-tokens``
+   tokens at most) and for MiniLM zero-shot classification (a few labels). The same requests go
+   one at a time through
+
+   a. ``direct``: ``CausalLM.generate([prompt])`` / ``EncoderClassifier.predict([text])``;
+   b. ``agent``: an in-process ``LLMAgent`` / ``ClassifierAgent`` on the same model object;
+   c. ``ray``: ``RayAgent(AgentSpec(...), num_cpus=2, max_batch_size=1)``, i.e. one actor with
+      both cores (torch threads = 2, as in this process) and no batching wait;
+   c'. ``ray, batcher default``: the same with RayAgent's default batcher (``max_batch_size=16,
+      max_wait_ms=5``), which holds a lone request for ``max_wait_ms`` hoping for company;
+   d. ``cascade, traced``: ``Cascade(ray, large, threshold=0.0)`` (so nothing escalates and it
+      does the model work of (a)), where ``large`` is a second Ray-hosted agent, inside
+      ``tracking.run(...)`` on a temporary sqlite MLflow store, each request followed by
+      ``tracking.trace_results(results, tasks)``. Its time includes the tracing call.
+
+   The configurations run in blocks (every prompt once), in rounds whose order rotates, so slow
+   drift of the machine hits them all alike; (d) runs its blocks inside ``tracking.run`` and the
+   others outside it (inside a run even a direct model call is traced). Each request's latency
+   is compared with the direct call of the same prompt in the same round: the overhead is the
+   median of these paired differences (in % for generation, in ms for classification).
+   "In model" is the model's time as the agent's Step recorded it (in the actor for Ray), so
+   the rest is transport: serialization, Ray's call, the actor's event loop and threads.
+
+2. **Dynamic batching** of the Ray-hosted SLM agent (``num_cpus=2``): N client threads each
+   call ``agent.run(task)`` in a loop for ``--seconds``, at N = 1, 4 and 16, with batching on
+   (``max_batch_size=16, max_wait_ms=10``) and off (``max_batch_size=1``). Throughput is
+   requests (and completion tokens) finished / wall time from the first call to the last
+   answer; the actor is busy all that time, so this is its throughput at that load. The batch
+   sizes the actor formed (``agent.info()[0]["batches"]``) are kept.
+
+Every configuration is warmed up before it is timed. Each measurement records ``others_cpu``
+(as in ``inference.py``): the share of the CPUs used by processes other than this one *and its
+descendants* (Ray's GCS, raylet and actor processes are ours here). Above 10% it shows in red.
+
+Run it from the repository root, on a quiet machine::
+
+    .venv/bin/python benchmarks/runtime.py --quick    # smoke run, ~2 min on 2 idle cores
+    .venv/bin/python benchmarks/runtime.py            # full run, ~6 min on 2 idle cores
+
+It prints tables and writes JSON (default ``benchmarks/results/runtime.json``) with the
+machine facts, every latency, the ratios and the goals. ``--help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # so `python benchmarks/runtime.py` finds the packages
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.inference import (  # noqa: E402  (needs the path above)
+    BUSY_WARNING,
+    FALLBACK_TICKETS,
+    PROMPTS,
+    OtherCpuUse,
+    _loadavg,
+    console,
+    contended,
+    machine_facts,
+    write_json,
+)
+
+DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "runtime.json"
+CAUSAL = "smollm2-135m-instruct"
+ENCODER = "all-minilm-l6-v2"
+TEXTS = [text for text, _ in FALLBACK_TICKETS]  # eight short banking tickets
+LABELS = {
+    "card": "bank card lost, stolen, blocked or not arrived",
+    "payment": "card payment declined or charged an extra fee",
+    "transfer": "sending money, bank transfer, top up",
+    "exchange": "currency exchange rate",
+    "pin": "changing or resetting the PIN",
+}
+CONCURRENCY = (1, 4, 16)
+BATCH_ON = {"max_batch_size": 16, "max_wait_ms": 10.0}
+BATCH_OFF = {"max_batch_size": 1}
+ACTOR_CPUS = 2  # the SLM / encoder actor gets both cores: torch threads = 2, as in this process
+# Logical CPUs for Ray, more than the 2 real cores: the idle `large` agent and the second
+# Ray agent of the overhead section must be placeable; only one agent computes at a time.
+RAY_CPUS = 6
+GOALS = {"generation_pct": 3.0, "classification_ms": 2.0, "batching_speedup": 5.0}
+# (full, --quick); generation prompts are PROMPTS[:prompts], classification uses all TEXTS
+DEFAULTS = {
+    "rounds": (3, 1),
+    "class_rounds": (20, 4),
+    "prompts": (6, 4),
+    "new_tokens": (32, 16),
+    "seconds": (12.0, 4.0),
+}
+
+
+# ---------------------------------------------------------------------------------- helpers
+class ClusterCpuUse(OtherCpuUse):
+    """``OtherCpuUse`` where this process's live descendants (Ray's processes) count as ours.
+
+    A Ray actor is not a child this process waits for, so ``os.times()`` never sees its CPU
+    time; without this the actors' own work would read as "others". Create or kill no actor
+    inside the block: a process that dies there takes its CPU time with it.
+    """
+
+    @staticmethod
+    def _counters() -> tuple[float, float, float] | None:
+        import psutil
+
+        base = OtherCpuUse._counters()
+        if base is None:
+            return None
+        busy, total, ours = base
+        for child in psutil.Process().children(recursive=True):
+            try:
+                times = child.cpu_times()
+            except psutil.Error:  # it ended meanwhile
+                continue
+            ours += times.user + times.system
+        return busy, total, ours
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def batch_summary(sizes: list[int]) -> str:
+    """``[16, 16, 16, 3]`` -> ``"16x3, 3x1"``: the batch sizes formed, most frequent first."""
+    counts = collections.Counter(sizes).most_common()
+    return ", ".join(f"{size}x{n}" for size, n in counts) if counts else "-"
+
+
+def start_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(
+        # "local": always a new cluster of our own. Without it, ray.init joins whatever cluster
+        # another process on this machine started last (and refuses num_cpus there).
+        address="local",
+        num_cpus=RAY_CPUS,
+        include_dashboard=False,
+        log_to_driver=False,
+        # as agents.runtime.ensure_ray does, so actors see what they would see there
+        runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+    )
+
+
+# ---------------------------------------------------------------------------------- overhead
+class Config:
+    """One way to serve a request: ``call(text) -> (seconds in the model, completion tokens,
+    output)``; ``traced`` configurations run inside ``tracking.run``."""
+
+    def __init__(self, key: str, label: str, call: Callable[[str], tuple], traced: bool = False):
+        self.key, self.label, self.call, self.traced = key, label, call, traced
+        self.latency: dict[tuple[int, int], float] = {}  # (round, prompt) -> seconds
+        self.in_model: list[float] = []
+        self.tracing: list[float] = []  # (d) only: seconds in trace_results
+        self.tokens: dict[tuple[int, int], int] = {}
+        self.outputs: dict[tuple[int, int], Any] = {}
+        self.escalated = 0
+        self.others_s = self.total_s = 0.0
+
+
+def step_info(result: Any) -> tuple[float, int, Any]:
+    """Model seconds, completion tokens and output of a Result's first (model) step."""
+    if not result.ok:
+        raise RuntimeError(f"request failed: {result.error}")
+    step = result.path[0]
+    return step.latency_s, step.completion_tokens, result.output
+
+
+def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
+    """The five configurations for ``kind`` ("generation" or "classification"), and the Ray
+    agents to shut down afterwards."""
+    from agents import tracking
+    from agents.agent import ClassifierAgent, LLMAgent
+    from agents.patterns import Cascade
+    from agents.result import Task
+    from agents.runtime import AgentSpec, RayAgent
+
+    if kind == "generation":
+        from agents.models import CausalLM
+
+        model = CausalLM(CAUSAL, device="cpu")
+        local = LLMAgent("slm", model, max_new_tokens=new_tokens)
+        spec = AgentSpec("slm", "llm", CAUSAL, max_new_tokens=new_tokens, device="cpu")
+
+        def direct(text: str) -> tuple:
+            start = time.perf_counter()
+            [gen] = model.generate([text], max_new_tokens=new_tokens)
+            if not gen.ok:
+                raise RuntimeError(f"generation failed: {gen.error}")
+            return time.perf_counter() - start, gen.usage.completion_tokens, gen.text
+
+    else:
+        from agents.models import EncoderClassifier
+
+        model = EncoderClassifier(ENCODER, labels=LABELS, device="cpu")
+        local = ClassifierAgent("router", model)
+        spec = AgentSpec("router", "classifier", ENCODER, labels=LABELS, device="cpu")
+
+        def direct(text: str) -> tuple:
+            start = time.perf_counter()
+            [pred] = model.predict([text])
+            if not pred.ok:
+                raise RuntimeError(f"classification failed: {pred.error}")
+            return time.perf_counter() - start, 0, pred.label
+
+    console.print(f"  starting Ray agents for {kind} (each loads its model)")
+    ray_plain = RayAgent(spec, num_cpus=ACTOR_CPUS, **BATCH_OFF)
+    ray_default = RayAgent(spec, num_cpus=ACTOR_CPUS)  # RayAgent's default batcher
+    # Never called (threshold 0.0): it only has to exist, so one logical CPU is enough.
+    large = RayAgent(AgentSpec(**{**spec.to_dict(), "name": "large"}), num_cpus=1, **BATCH_OFF)
+    cascade = Cascade(ray_plain, large, threshold=0.0)
+
+    def traced(text: str) -> tuple:
+        task = Task(text)
+        [result] = cascade.run_batch([task])
+        start = time.perf_counter()
+        tracking.trace_results([result], [task])
+        traced_config.tracing.append(time.perf_counter() - start)
+        if result.agents != [spec.name, "cascade"]:  # the large agent ran too
+            traced_config.escalated += 1
+        return step_info(result)
+
+    traced_config = Config("cascade_traced", "(d) Cascade of 2 Ray agents, traced", traced, True)
+    configs = [
+        Config("direct", "(a) direct model call", direct),
+        Config("agent", "(b) in-process agent", lambda t: step_info(local.run(t))),
+        Config("ray", "(c) Ray-hosted agent", lambda t: step_info(ray_plain.run(t))),
+        Config(
+            "ray_batcher_default",
+            "(c') Ray, batcher default",
+            lambda t: step_info(ray_default.run(t)),
+        ),
+        traced_config,
+    ]
+    return configs, [ray_plain, ray_default, large]
+
+
+def run_block(config: Config, texts: list[str], round_: int) -> None:
+    """Every text once through ``config``, timed one by one."""
+    with ClusterCpuUse() as others:
+        for i, text in enumerate(texts):
+            start = time.perf_counter()
+            in_model, tokens, output = config.call(text)
+            seconds = time.perf_counter() - start
+            if round_ >= 0:  # round -1 is the warm-up
+                config.latency[(round_, i)] = seconds
+                config.in_model.append(in_model)
+                config.tokens[(round_, i)] = tokens
+                config.outputs[(round_, i)] = output
+    if round_ >= 0 and others.fraction is not None:  # a time-weighted mean over the blocks
+        block_s = sum(config.latency[(round_, i)] for i in range(len(texts)))
+        config.others_s += others.fraction * block_s
+        config.total_s += block_s
+
+
+def bench_overhead(kind: str, texts: list[str], rounds: int, new_tokens: int) -> dict[str, Any]:
+    """Median latency of each configuration and its paired overhead over the direct call."""
+    from agents import tracking
+
+    configs, agents = make_configs(kind, new_tokens)
+    try:
+        for round_ in range(-1, rounds):  # -1: warm-up, two requests per configuration
+            shift = max(round_, 0) % len(configs)
+            order = configs[shift:] + configs[:shift]  # rotate, so no configuration is always first
+            what = "warm-up" if round_ < 0 else f"round {round_ + 1}/{rounds}"
+            console.print(f"  {kind} {what}: {len(configs)} configurations x {len(texts)} requests")
+            for config in order:
+                block = texts[:2] if round_ < 0 else texts
+                if config.traced:
+                    with tracking.run(f"runtime-benchmark-{kind}-{round_ + 1}"):
+                        run_block(config, block, round_)  # the run's end flushes its traces
+                else:
+                    run_block(config, block, round_)
+    finally:
+        for agent in agents:
+            agent.shutdown()
+    return summarize_overhead(kind, configs, len(texts))
+
+
+def summarize_overhead(kind: str, configs: list[Config], n_texts: int) -> dict[str, Any]:
+    direct = configs[0]
+    rows: dict[str, Any] = {}
+    for config in configs:
+        keys = sorted(config.latency)
+        pairs = [(config.latency[k], direct.latency[k]) for k in keys]
+        row: dict[str, Any] = {
+            "label": config.label,
+            "requests": len(keys),
+            "median_ms": ms(statistics.median(config.latency.values())),
+            "runs_ms": [ms(config.latency[k]) for k in keys],
+            "in_model_median_ms": ms(median_or_none(config.in_model)),
+            "others_cpu": round(config.others_s / config.total_s, 3) if config.total_s else None,
+        }
+        if config is not direct:
+            row["overhead_ms"] = ms(statistics.median(x - a for x, a in pairs))
+            row["overhead_pct"] = round(100 * statistics.median(x / a - 1 for x, a in pairs), 2)
+            row["same_outputs_as_direct"] = all(
+                config.outputs[k] == direct.outputs[k] for k in keys
+            )
+        if kind == "generation":
+            row["completion_tokens_median"] = statistics.median(config.tokens.values())
+            row["same_tokens_as_direct"] = config.tokens == direct.tokens
+        if config.tracing:
+            row["tracing_median_ms"] = ms(statistics.median(config.tracing))
+            row["escalated"] = config.escalated
+        rows[config.key] = row
+    return {"requests_per_round": n_texts, "configs": rows}
+
+
+# ---------------------------------------------------------------------------------- batching
+def closed_loop(agent: Any, clients: int, seconds: float, prompts: list[str]) -> dict[str, Any]:
+    """``clients`` threads each call ``agent.run`` in a loop until ``seconds`` have passed."""
+    done: list[tuple[float, float, int, bool]] = []  # (end, latency, tokens, ok)
+    lock = threading.Lock()
+    gate = threading.Barrier(clients + 1)
+    box: dict[str, float] = {}
+
+    def client(i: int) -> None:
+        gate.wait()
+        k = i
+        while True:
+            start = time.perf_counter()
+            result = agent.run(prompts[k % len(prompts)])
+            end = time.perf_counter()
+            tokens = sum(s.completion_tokens for s in result.path)
+            with lock:
+                done.append((end, end - start, tokens, result.ok))
+            k += clients
+            if end - box["start"] >= seconds:
+                return
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    box["start"] = time.perf_counter()
+    gate.wait()
+    for t in threads:
+        t.join()
+    wall = max(end for end, *_ in done) - box["start"]
+    n, tokens = len(done), sum(tok for _, _, tok, _ in done)
+    return {
+        "clients": clients,
+        "requests": n,
+        "errors": sum(not ok for *_, ok in done),
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(n / wall, 3),
+        "tokens_per_s": round(tokens / wall, 2),
+        "completion_tokens": tokens,
+        "latency_median_ms": ms(statistics.median(lat for _, lat, _, _ in done)),
+    }
+
+
+def bench_batching(seconds: float, new_tokens: int) -> dict[str, Any]:
+    from agents.runtime import AgentSpec, RayAgent
+
+    spec = AgentSpec("slm", "llm", CAUSAL, max_new_tokens=new_tokens, device="cpu")
+    results: dict[str, Any] = {}
+    for mode, options in (("on", BATCH_ON), ("off", BATCH_OFF)):
+        console.print(f"  batching {mode} {options}: starting the actor")
+        agent = RayAgent(spec, num_cpus=ACTOR_CPUS, **options)
+        try:
+            # Warm-up: the largest batch this mode forms, so its shapes are not first seen timed.
+            closed_loop(agent, max(CONCURRENCY) if mode == "on" else 1, 0.0, PROMPTS)
+            rows = {}
+            for clients in CONCURRENCY:
+                console.print(f"  batching {mode}, {clients} client(s), {seconds:.0f} s")
+                before = len(agent.info()[0]["batches"])
+                with ClusterCpuUse() as others:
+                    row = closed_loop(agent, clients, seconds, PROMPTS)
+                row["batches"] = agent.info()[0]["batches"][before:]
+                row["others_cpu"] = others.fraction
+                rows[f"c{clients}"] = row
+        finally:
+            agent.shutdown()
+        results[mode] = {"options": options, **rows}
+    return results
+
+
+# ---------------------------------------------------------------------------------- report
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def compute_ratios_and_goals(results: dict[str, Any]) -> None:
+    gen = results["overhead"]["generation"]["configs"]
+    cls = results["overhead"]["classification"]["configs"]
+    on, off = results["batching"]["on"], results["batching"]["off"]
+    top = f"c{max(CONCURRENCY)}"
+
+    def rps(rows: dict[str, Any], key: str) -> float:
+        return rows[key]["requests_per_s"]
+
+    results["ratios"] = {
+        f"batching_on_{top}_over_on_c1": ratio(rps(on, top), rps(on, "c1")),
+        f"batching_on_{top}_over_off_c1": ratio(rps(on, top), rps(off, "c1")),
+        f"batching_on_{top}_over_off_{top}": ratio(rps(on, top), rps(off, top)),
+        "batching_on_c1_over_off_c1": ratio(rps(on, "c1"), rps(off, "c1")),
+    }
+    speedup = results["ratios"][f"batching_on_{top}_over_on_c1"]
+    d_gen, d_cls = gen["cascade_traced"]["overhead_pct"], cls["cascade_traced"]["overhead_ms"]
+    results["goals"] = [
+        {
+            "goal": "traced Ray cascade over direct, SLM generation",
+            "measured": d_gen,
+            "unit": "%",
+            "target": f"<= {GOALS['generation_pct']}",
+            "met": d_gen <= GOALS["generation_pct"],
+        },
+        {
+            "goal": "traced Ray cascade over direct, classification",
+            "measured": d_cls,
+            "unit": "ms",
+            "target": f"<= {GOALS['classification_ms']}",
+            "met": d_cls <= GOALS["classification_ms"],
+        },
+        {
+            "goal": f"throughput at {max(CONCURRENCY)} clients over 1, batching on",
+            "measured": speedup,
+            "unit": "x",
+            "target": f">= {GOALS['batching_speedup']}",
+            "met": speedup is not None and speedup >= GOALS["batching_speedup"],
+        },
+    ]
+
+
+def busy_cell(others: float | None) -> str:
+    cell = "?" if others is None else f"{others:.0%}"
+    return f"[red]{cell}[/]" if others is not None and others > BUSY_WARNING else cell
+
+
+def print_report(results: dict[str, Any]) -> None:
+    machine, settings = results["machine"], results["settings"]
+    table = Table(
+        title=f"Framework overhead per request on {machine['cpu_count']} CPUs "
+        f"({machine['cpu_model']}), medians of {settings['rounds']} rounds (generation) / "
+        f"{settings['class_rounds']} rounds (classification)"
+    )
+    for name, justify in [
+        ("Configuration", "left"),
+        ("Median", "right"),
+        ("Overhead", "right"),
+        ("In model", "right"),
+        ("n", "right"),
+        ("Others' CPU", "right"),
+        ("Notes", "left"),
+    ]:
+        table.add_column(name, justify=justify)
+    for kind, section in results["overhead"].items():
+        generation = kind == "generation"
+        what = (
+            f"SLM generation, {settings['new_tokens']} new tokens max"
+            if generation
+            else f"MiniLM zero-shot, {len(LABELS)} labels"
+        )
+        table.add_section()
+        table.add_row(f"[bold]{what}[/]", "", "", "", "", "", "")
+        for key, row in section["configs"].items():
+            overhead = "-"
+            if "overhead_ms" in row:
+                overhead = (
+                    f"{row['overhead_pct']:+.1f}% ({row['overhead_ms']:+.0f} ms)"
+                    if generation
+                    else f"{row['overhead_ms']:+.2f} ms ({row['overhead_pct']:+.0f}%)"
+                )
+            notes = []
+            if generation:
+                notes.append(f"{row['completion_tokens_median']:.0f} tokens")
+                if key != "direct" and not row["same_tokens_as_direct"]:
+                    notes.append("[yellow]token counts differ from (a)[/]")
+            if key != "direct" and not row["same_outputs_as_direct"]:
+                notes.append("[yellow]outputs differ from (a)[/]")
+            if "tracing_median_ms" in row:
+                notes.append(f"trace_results {row['tracing_median_ms']:.1f} ms")
+                notes.append(f"{row['escalated']} escalated")
+            fmt = "{:.0f} ms" if generation else "{:.2f} ms"
+            table.add_row(
+                row["label"],
+                fmt.format(row["median_ms"]),
+                overhead,
+                "-" if row["in_model_median_ms"] is None else fmt.format(row["in_model_median_ms"]),
+                str(row["requests"]),
+                busy_cell(row["others_cpu"]),
+                "; ".join(notes),
+            )
+    console.print(table)
+
+    batching = Table(
+        title=f"Dynamic batching, Ray-hosted SLM (num_cpus={ACTOR_CPUS}), "
+        f"{settings['new_tokens']} new tokens max, {settings['seconds']:.0f} s per row"
+    )
+    for name, justify in [
+        ("Batching", "left"),
+        ("Clients", "right"),
+        ("Requests/s", "right"),
+        ("Tokens/s", "right"),
+        ("Median latency", "right"),
+        ("Requests", "right"),
+        ("Batches formed", "left"),
+        ("Others' CPU", "right"),
+    ]:
+        batching.add_column(name, justify=justify)
+    for mode, rows in results["batching"].items():
+        options = ", ".join(f"{k}={v:g}" for k, v in rows["options"].items())
+        for clients in CONCURRENCY:
+            r = rows[f"c{clients}"]
+            errors = f" ([red]{r['errors']} errors[/])" if r["errors"] else ""
+            batching.add_row(
+                f"{mode} ({options})",
+                str(clients),
+                f"{r['requests_per_s']:.2f}",
+                f"{r['tokens_per_s']:.1f}",
+                f"{r['latency_median_ms'] / 1000:.2f} s",
+                f"{r['requests']}{errors}",
+                batch_summary(r["batches"]),
+                busy_cell(r["others_cpu"]),
+            )
+    console.print(batching)
+
+    ratios = Table(title="Throughput ratios within this run")
+    ratios.add_column("Ratio")
+    ratios.add_column("Value", justify="right")
+    for name, value in results["ratios"].items():
+        ratios.add_row(name.replace("_", " "), "-" if value is None else f"{value:.2f}x")
+    console.print(ratios)
+
+    goals = Table(title="Goals")
+    for name, justify in [("Goal", "left"), ("Measured", "right"), ("Target", "right")]:
+        goals.add_column(name, justify=justify)
+    goals.add_column("Met")
+    for goal in results["goals"]:
+        value = "-" if goal["measured"] is None else f"{goal['measured']:.2f} {goal['unit']}"
+        goals.add_row(
+            goal["goal"],
+            value,
+            f"{goal['target']} {goal['unit']}",
+            "[green]yes[/]" if goal["met"] else "[red]no[/]",
+        )
+    console.print(goals)
+
+
+# ---------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Overhead of agents, Ray hosting, patterns and tracing; dynamic batching.",
+    )
+    parser.add_argument("--rounds", type=int, help="generation rounds [3; quick 1]")
+    parser.add_argument("--class-rounds", type=int, help="classification rounds [20; quick 4]")
+    parser.add_argument("--prompts", type=int, help="generation prompts per round [6; quick 4]")
+    parser.add_argument("--new-tokens", type=int, help="max new tokens [32; quick 16]")
+    parser.add_argument("--seconds", type=float, help="seconds per batching row [12; quick 4]")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help="output [benchmarks/results/runtime.json]"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: smaller defaults")
+    args = parser.parse_args(argv)
+    for name, (full, quick) in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if min(args.rounds, args.class_rounds, args.new_tokens) < 1 or args.seconds < 0:
+        parser.error("--rounds, --class-rounds and --new-tokens must be positive")
+    if not 1 <= args.prompts <= len(PROMPTS):
+        parser.error(f"--prompts must be between 1 and {len(PROMPTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import ray
+    from transformers.utils import logging as hf_logging
+
+    from agents import tracking
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "creating tables" and the like
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    with ClusterCpuUse() as before:  # one idle second: is anything else running?
+        time.sleep(1.0)
+    if (before.fraction or 0) > BUSY_WARNING:
+        console.print(
+            f"[yellow]warning:[/] other processes use {before.fraction:.0%} of the CPUs; "
+            "the numbers will be low and noisy (each one records others_cpu in the JSON)"
+        )
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "runtime",
+        "machine": {
+            **machine_facts(),
+            "ray": ray.__version__,
+            "others_cpu_before": before.fraction,
+            "loadavg_before": _loadavg(),
+        },
+        "settings": {
+            "rounds": args.rounds,
+            "class_rounds": args.class_rounds,
+            "prompts": args.prompts,
+            "new_tokens": args.new_tokens,
+            "seconds": args.seconds,
+            "quick": args.quick,
+            "actor_num_cpus": ACTOR_CPUS,
+            "ray_logical_cpus": RAY_CPUS,
+            "batching_on": BATCH_ON,
+            "batching_off": BATCH_OFF,
+            "concurrency": list(CONCURRENCY),
+            "labels": list(LABELS),
+            "goals": GOALS,
+        },
+    }
+    store = Path(tempfile.mkdtemp(prefix="slm-bench-mlflow-"))
+    tracking.configure(f"sqlite:///{store / 'mlflow.db'}", experiment="runtime-benchmark")
+    start_ray()
+    try:
+        console.print("[bold]Framework overhead[/]")
+        results["overhead"] = {
+            "generation": bench_overhead(
+                "generation", PROMPTS[: args.prompts], args.rounds, args.new_tokens
+            ),
+            "classification": bench_overhead(
+                "classification", TEXTS, args.class_rounds, args.new_tokens
+            ),
+        }
+        console.print("[bold]Dynamic batching[/]")
+        results["batching"] = bench_batching(args.seconds, args.new_tokens)
+    finally:
+        ray.shutdown()
+        tracking.configure()  # back to the default store
+        shutil.rmtree(store, ignore_errors=True)
+
+    results["machine"]["loadavg_after"] = _loadavg()
+    compute_ratios_and_goals(results)
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    results["contended"] = contended(results)
+    print_report(results)
+    if results["contended"]:
+        console.print(
+            f"[yellow]warning:[/] {len(results['contended'])} measurements ran while other "
+            f"processes used more than {BUSY_WARNING:.0%} of the CPUs (red above); "
+            "rerun on a quiet machine before trusting them"
+        )
+    write_json(results, args.json)
+    console.print(f"wrote {args.json} ({results['elapsed_s']:.0f} s in all)")
+    return results
+
+
+if __name__ == "__main__":
+    main()
