@@ -24,15 +24,20 @@ What it measures:
    d. ``cascade, traced``: ``Cascade(ray, large, threshold=0.0)`` (so nothing escalates and it
       does the model work of (a)), where ``large`` is a second Ray-hosted agent, inside
       ``tracking.run(...)`` on a temporary sqlite MLflow store, each request followed by
-      ``tracking.trace_results(results, tasks)``. Its time includes the tracing call.
+      ``tracking.trace_results(results, tasks)``. Its time includes that call, which writes
+      the trace: MLflow's background export is turned off (``MLFLOW_ENABLE_ASYNC_TRACE_LOGGING
+      =false`` unless set), so each request pays for its own trace rather than for parts of
+      others', and the ~1 s that ``mlflow.flush_trace_async_logging`` waits for its export
+      thread (at every ``tracking.flush()`` and run end) is avoided.
 
-   The configurations run in blocks (every prompt once), in rounds whose order rotates, so slow
-   drift of the machine hits them all alike; (d) runs its blocks inside ``tracking.run`` and the
-   others outside it (inside a run even a direct model call is traced). Each request's latency
-   is compared with the direct call of the same prompt in the same round: the overhead is the
-   median of these paired differences (in % for generation, in ms for classification).
-   "In model" is the model's time as the agent's Step recorded it (in the actor for Ray), so
-   the rest is transport: serialization, Ray's call, the actor's event loop and threads.
+   Each request goes through all five back to back, in an order that rotates from request to
+   request, so slow drift of the machine hits them alike. (d) gets an MLflow run of its own
+   per request (opened and closed untimed); the others run outside any run, since inside one
+   even a direct model call is traced. Each latency is compared with the direct call of the
+   same prompt in the same round: the overhead is the median of these paired differences (in
+   % for generation, in ms for classification). "In model" is the model's time as the
+   agent's Step recorded it (in the actor for Ray), so the rest is transport: serialization,
+   Ray's call, the actor's event loop and threads (and for (d) the pattern and tracing).
 
 2. **Dynamic batching** of the Ray-hosted SLM agent (``num_cpus=2``): N client threads each
    call ``agent.run(task)`` in a loop for ``--seconds``, at N = 1, 4 and 16, with batching on
@@ -59,6 +64,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import shutil
 import statistics
 import sys
@@ -67,6 +73,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +118,7 @@ GOALS = {"generation_pct": 3.0, "classification_ms": 2.0, "batching_speedup": 5.
 DEFAULTS = {
     "rounds": (3, 1),
     "class_rounds": (20, 4),
-    "prompts": (6, 4),
+    "prompts": (8, 4),
     "new_tokens": (32, 16),
     "seconds": (12.0, 4.0),
 }
@@ -123,8 +130,12 @@ class ClusterCpuUse(OtherCpuUse):
 
     A Ray actor is not a child this process waits for, so ``os.times()`` never sees its CPU
     time; without this the actors' own work would read as "others". Create or kill no actor
-    inside the block: a process that dies there takes its CPU time with it.
+    inside the block: a process that dies there takes its CPU time with it. Besides
+    ``fraction`` it keeps ``others_s`` and ``total_s`` (CPU seconds), so short blocks can be
+    summed before dividing (/proc/stat counts in 10 ms ticks).
     """
+
+    others_s = total_s = 0.0
 
     @staticmethod
     def _counters() -> tuple[float, float, float] | None:
@@ -142,13 +153,17 @@ class ClusterCpuUse(OtherCpuUse):
             ours += times.user + times.system
         return busy, total, ours
 
+    def __exit__(self, *exc: object) -> None:
+        end = self._counters()
+        if self._start is None or end is None:
+            return
+        busy, total, ours = (b - a for a, b in zip(self._start, end, strict=True))
+        self.others_s, self.total_s = max(busy - ours, 0.0), total
+        self.fraction = round(self.others_s / max(total, 1e-9), 3)
+
 
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
-
-
-def median_or_none(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def batch_summary(sizes: list[int]) -> str:
@@ -174,10 +189,25 @@ def start_ray() -> None:
     )
 
 
+def start_agents(*specs: tuple[Any, dict[str, Any]]) -> list[Any]:
+    """``RayAgent(spec, **options)`` for each pair, started side by side (each loads a model)."""
+    from agents.runtime import RayAgent
+
+    with ThreadPoolExecutor(len(specs)) as pool:  # its end waits for every start
+        futures = [pool.submit(RayAgent, spec, **options) for spec, options in specs]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:  # leave none running
+        for future in futures:
+            if future.exception() is None:
+                future.result().shutdown()
+        raise errors[0]
+    return [f.result() for f in futures]
+
+
 # ---------------------------------------------------------------------------------- overhead
 class Config:
     """One way to serve a request: ``call(text) -> (seconds in the model, completion tokens,
-    output)``; ``traced`` configurations run inside ``tracking.run``."""
+    output)``; a ``traced`` one runs inside ``tracking.run``."""
 
     def __init__(self, key: str, label: str, call: Callable[[str], tuple], traced: bool = False):
         self.key, self.label, self.call, self.traced = key, label, call, traced
@@ -188,6 +218,19 @@ class Config:
         self.outputs: dict[tuple[int, int], Any] = {}
         self.escalated = 0
         self.others_s = self.total_s = 0.0
+
+    def measure(self, key: tuple[int, int], text: str) -> None:
+        """One timed request; ``key`` is (round, prompt), round -1 being the warm-up."""
+        with ClusterCpuUse() as others:
+            start = time.perf_counter()
+            in_model, tokens, output = self.call(text)
+            seconds = time.perf_counter() - start
+        if key[0] < 0:
+            return
+        self.latency[key], self.tokens[key], self.outputs[key] = seconds, tokens, output
+        self.in_model.append(in_model)
+        self.others_s += others.others_s
+        self.total_s += others.total_s
 
 
 def step_info(result: Any) -> tuple[float, int, Any]:
@@ -205,7 +248,7 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
     from agents.agent import ClassifierAgent, LLMAgent
     from agents.patterns import Cascade
     from agents.result import Task
-    from agents.runtime import AgentSpec, RayAgent
+    from agents.runtime import AgentSpec
 
     if kind == "generation":
         from agents.models import CausalLM
@@ -235,11 +278,14 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
                 raise RuntimeError(f"classification failed: {pred.error}")
             return time.perf_counter() - start, 0, pred.label
 
-    console.print(f"  starting Ray agents for {kind} (each loads its model)")
-    ray_plain = RayAgent(spec, num_cpus=ACTOR_CPUS, **BATCH_OFF)
-    ray_default = RayAgent(spec, num_cpus=ACTOR_CPUS)  # RayAgent's default batcher
-    # Never called (threshold 0.0): it only has to exist, so one logical CPU is enough.
-    large = RayAgent(AgentSpec(**{**spec.to_dict(), "name": "large"}), num_cpus=1, **BATCH_OFF)
+    console.print(f"  starting 3 Ray agents for {kind} (each loads its model)")
+    large_spec = AgentSpec(**{**spec.to_dict(), "name": "large"})
+    ray_plain, ray_default, large = start_agents(
+        (spec, {"num_cpus": ACTOR_CPUS, **BATCH_OFF}),
+        (spec, {"num_cpus": ACTOR_CPUS}),  # RayAgent's default batcher
+        # Never called (threshold 0.0): it only has to exist, so one logical CPU is enough.
+        (large_spec, {"num_cpus": 1, **BATCH_OFF}),
+    )
     cascade = Cascade(ray_plain, large, threshold=0.0)
 
     def traced(text: str) -> tuple:
@@ -267,42 +313,24 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
     return configs, [ray_plain, ray_default, large]
 
 
-def run_block(config: Config, texts: list[str], round_: int) -> None:
-    """Every text once through ``config``, timed one by one."""
-    with ClusterCpuUse() as others:
-        for i, text in enumerate(texts):
-            start = time.perf_counter()
-            in_model, tokens, output = config.call(text)
-            seconds = time.perf_counter() - start
-            if round_ >= 0:  # round -1 is the warm-up
-                config.latency[(round_, i)] = seconds
-                config.in_model.append(in_model)
-                config.tokens[(round_, i)] = tokens
-                config.outputs[(round_, i)] = output
-    if round_ >= 0 and others.fraction is not None:  # a time-weighted mean over the blocks
-        block_s = sum(config.latency[(round_, i)] for i in range(len(texts)))
-        config.others_s += others.fraction * block_s
-        config.total_s += block_s
-
-
 def bench_overhead(kind: str, texts: list[str], rounds: int, new_tokens: int) -> dict[str, Any]:
-    """Median latency of each configuration and its paired overhead over the direct call."""
+    """Each text through every configuration back to back; rounds -1 (warm-up) to rounds-1."""
     from agents import tracking
 
     configs, agents = make_configs(kind, new_tokens)
+    n = len(configs)
     try:
-        for round_ in range(-1, rounds):  # -1: warm-up, two requests per configuration
-            shift = max(round_, 0) % len(configs)
-            order = configs[shift:] + configs[:shift]  # rotate, so no configuration is always first
+        for round_ in range(-1, rounds):
             what = "warm-up" if round_ < 0 else f"round {round_ + 1}/{rounds}"
-            console.print(f"  {kind} {what}: {len(configs)} configurations x {len(texts)} requests")
-            for config in order:
-                block = texts[:2] if round_ < 0 else texts
-                if config.traced:
-                    with tracking.run(f"runtime-benchmark-{kind}-{round_ + 1}"):
-                        run_block(config, block, round_)  # the run's end flushes its traces
-                else:
-                    run_block(config, block, round_)
+            console.print(f"  {kind} {what}: {len(texts)} requests x {n} configurations")
+            for i, text in enumerate(texts[:2] if round_ < 0 else texts):
+                shift = (round_ * len(texts) + i) % n  # rotate: each goes first equally often
+                for config in configs[shift:] + configs[:shift]:
+                    if config.traced:  # a run per request: runs (and their ends) are not timed
+                        with tracking.run(f"runtime-benchmark-{kind}"):
+                            config.measure((round_, i), text)
+                    else:
+                        config.measure((round_, i), text)
     finally:
         for agent in agents:
             agent.shutdown()
@@ -320,7 +348,7 @@ def summarize_overhead(kind: str, configs: list[Config], n_texts: int) -> dict[s
             "requests": len(keys),
             "median_ms": ms(statistics.median(config.latency.values())),
             "runs_ms": [ms(config.latency[k]) for k in keys],
-            "in_model_median_ms": ms(median_or_none(config.in_model)),
+            "in_model_median_ms": ms(statistics.median(config.in_model)),
             "others_cpu": round(config.others_s / config.total_s, 3) if config.total_s else None,
         }
         if config is not direct:
@@ -577,7 +605,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, help="generation rounds [3; quick 1]")
     parser.add_argument("--class-rounds", type=int, help="classification rounds [20; quick 4]")
-    parser.add_argument("--prompts", type=int, help="generation prompts per round [6; quick 4]")
+    parser.add_argument("--prompts", type=int, help="generation prompts per round [8; quick 4]")
     parser.add_argument("--new-tokens", type=int, help="max new tokens [32; quick 16]")
     parser.add_argument("--seconds", type=float, help="seconds per batching row [12; quick 4]")
     parser.add_argument(
@@ -603,6 +631,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from agents import tracking
 
     hf_logging.disable_progress_bar()
+    # Each request pays for writing its own trace (~30 ms of CPU on sqlite here), instead of
+    # a background thread doing it while the next request runs, and slowing that one.
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "creating tables" and the like
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -636,6 +667,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "concurrency": list(CONCURRENCY),
             "labels": list(LABELS),
             "goals": GOALS,
+            "mlflow_async_trace_logging": os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"],
         },
     }
     store = Path(tempfile.mkdtemp(prefix="slm-bench-mlflow-"))

@@ -108,6 +108,7 @@ def test_model_calls_without_a_run_are_not_traced(slm):
 def test_importing_the_packages_stays_light():
     code = (
         "import sys, agents, agents.models, agents.tracking, agents.cli, finetune\n"
+        "import agents.agent, agents.patterns, agents.runtime, agents.result, agents.pricing\n"
         "heavy = [m for m in ('torch', 'transformers', 'mlflow', 'ray') if m in sys.modules]\n"
         "print(heavy)"
     )
