@@ -49,11 +49,12 @@ What it measures:
 Every configuration is warmed up before it is timed. Each measurement records ``others_cpu``
 (as in ``inference.py``): the share of the CPUs used by processes other than this one *and its
 descendants* (Ray's GCS, raylet and actor processes are ours here). Above 10% it shows in red.
+The overhead sections get one share each, since their configurations run interleaved.
 
 Run it from the repository root, on a quiet machine::
 
-    .venv/bin/python benchmarks/runtime.py --quick    # smoke run, ~2 min on 2 idle cores
-    .venv/bin/python benchmarks/runtime.py            # full run, ~6 min on 2 idle cores
+    .venv/bin/python benchmarks/runtime.py --quick    # smoke run, ~2.5 min on 2 idle cores
+    .venv/bin/python benchmarks/runtime.py            # full run, ~7 min on 2 idle cores
 
 It prints tables and writes JSON (default ``benchmarks/results/runtime.json``) with the
 machine facts, every latency, the ratios and the goals. ``--help`` lists the options.
@@ -75,7 +76,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.table import Table
 
@@ -117,10 +118,10 @@ GOALS = {"generation_pct": 3.0, "classification_ms": 2.0, "batching_speedup": 5.
 # (full, --quick); generation prompts are PROMPTS[:prompts], classification uses all TEXTS
 DEFAULTS = {
     "rounds": (3, 1),
-    "class_rounds": (20, 4),
+    "class_rounds": (20, 3),
     "prompts": (8, 4),
     "new_tokens": (32, 16),
-    "seconds": (12.0, 4.0),
+    "seconds": (12.0, 3.0),
 }
 
 
@@ -131,8 +132,7 @@ class ClusterCpuUse(OtherCpuUse):
     A Ray actor is not a child this process waits for, so ``os.times()`` never sees its CPU
     time; without this the actors' own work would read as "others". Create or kill no actor
     inside the block: a process that dies there takes its CPU time with it. Besides
-    ``fraction`` it keeps ``others_s`` and ``total_s`` (CPU seconds), so short blocks can be
-    summed before dividing (/proc/stat counts in 10 ms ticks).
+    ``fraction`` it keeps ``others_s`` and ``total_s`` (CPU seconds), so blocks can be summed.
     """
 
     others_s = total_s = 0.0
@@ -141,17 +141,21 @@ class ClusterCpuUse(OtherCpuUse):
     def _counters() -> tuple[float, float, float] | None:
         import psutil
 
-        base = OtherCpuUse._counters()
-        if base is None:
-            return None
-        busy, total, ours = base
+        # The children first: walking them takes ~1 ms of our CPU, which must fall either
+        # outside the block (at its start) or inside both counters (at its end), not only
+        # inside the machine's busy time.
+        children = 0.0
         for child in psutil.Process().children(recursive=True):
             try:
                 times = child.cpu_times()
             except psutil.Error:  # it ended meanwhile
                 continue
-            ours += times.user + times.system
-        return busy, total, ours
+            children += times.user + times.system
+        base = OtherCpuUse._counters()  # the machine's counters, then this process's
+        if base is None:
+            return None
+        busy, total, ours = base
+        return busy, total, ours + children
 
     def __exit__(self, *exc: object) -> None:
         end = self._counters()
@@ -205,40 +209,48 @@ def start_agents(*specs: tuple[Any, dict[str, Any]]) -> list[Any]:
 
 
 # ---------------------------------------------------------------------------------- overhead
-class Config:
-    """One way to serve a request: ``call(text) -> (seconds in the model, completion tokens,
-    output)``; a ``traced`` one runs inside ``tracking.run``."""
+class Served(NamedTuple):
+    """What one request through a configuration reports besides its latency."""
 
-    def __init__(self, key: str, label: str, call: Callable[[str], tuple], traced: bool = False):
+    in_model_s: float  # the model call, as the agent's Step timed it
+    tokens: int  # completion tokens (0 for classification)
+    output: Any
+    tracing_s: float = 0.0  # in tracking.trace_results, (d) only
+
+
+class Config:
+    """One way to serve a request: ``call(text) -> Served``; a ``traced`` one runs inside
+    ``tracking.run``."""
+
+    def __init__(self, key: str, label: str, call: Callable[[str], Served], traced: bool = False):
         self.key, self.label, self.call, self.traced = key, label, call, traced
         self.latency: dict[tuple[int, int], float] = {}  # (round, prompt) -> seconds
         self.in_model: list[float] = []
-        self.tracing: list[float] = []  # (d) only: seconds in trace_results
+        self.tracing: dict[tuple[int, int], float] = {}
         self.tokens: dict[tuple[int, int], int] = {}
         self.outputs: dict[tuple[int, int], Any] = {}
         self.escalated = 0
-        self.others_s = self.total_s = 0.0
 
     def measure(self, key: tuple[int, int], text: str) -> None:
         """One timed request; ``key`` is (round, prompt), round -1 being the warm-up."""
-        with ClusterCpuUse() as others:
-            start = time.perf_counter()
-            in_model, tokens, output = self.call(text)
-            seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        served = self.call(text)
+        seconds = time.perf_counter() - start
         if key[0] < 0:
             return
-        self.latency[key], self.tokens[key], self.outputs[key] = seconds, tokens, output
-        self.in_model.append(in_model)
-        self.others_s += others.others_s
-        self.total_s += others.total_s
+        self.latency[key] = seconds
+        self.tokens[key], self.outputs[key] = served.tokens, served.output
+        self.in_model.append(served.in_model_s)
+        if self.traced:
+            self.tracing[key] = served.tracing_s
 
 
-def step_info(result: Any) -> tuple[float, int, Any]:
-    """Model seconds, completion tokens and output of a Result's first (model) step."""
+def step_info(result: Any) -> Served:
+    """What a Result's first (model) step recorded."""
     if not result.ok:
         raise RuntimeError(f"request failed: {result.error}")
     step = result.path[0]
-    return step.latency_s, step.completion_tokens, result.output
+    return Served(step.latency_s, step.completion_tokens, result.output)
 
 
 def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
@@ -257,12 +269,12 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
         local = LLMAgent("slm", model, max_new_tokens=new_tokens)
         spec = AgentSpec("slm", "llm", CAUSAL, max_new_tokens=new_tokens, device="cpu")
 
-        def direct(text: str) -> tuple:
+        def direct(text: str) -> Served:
             start = time.perf_counter()
             [gen] = model.generate([text], max_new_tokens=new_tokens)
             if not gen.ok:
                 raise RuntimeError(f"generation failed: {gen.error}")
-            return time.perf_counter() - start, gen.usage.completion_tokens, gen.text
+            return Served(time.perf_counter() - start, gen.usage.completion_tokens, gen.text)
 
     else:
         from agents.models import EncoderClassifier
@@ -271,12 +283,12 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
         local = ClassifierAgent("router", model)
         spec = AgentSpec("router", "classifier", ENCODER, labels=LABELS, device="cpu")
 
-        def direct(text: str) -> tuple:
+        def direct(text: str) -> Served:
             start = time.perf_counter()
             [pred] = model.predict([text])
             if not pred.ok:
                 raise RuntimeError(f"classification failed: {pred.error}")
-            return time.perf_counter() - start, 0, pred.label
+            return Served(time.perf_counter() - start, 0, pred.label)
 
     console.print(f"  starting 3 Ray agents for {kind} (each loads its model)")
     large_spec = AgentSpec(**{**spec.to_dict(), "name": "large"})
@@ -288,15 +300,15 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
     )
     cascade = Cascade(ray_plain, large, threshold=0.0)
 
-    def traced(text: str) -> tuple:
+    def traced(text: str) -> Served:
         task = Task(text)
         [result] = cascade.run_batch([task])
         start = time.perf_counter()
         tracking.trace_results([result], [task])
-        traced_config.tracing.append(time.perf_counter() - start)
+        tracing_s = time.perf_counter() - start
         if result.agents != [spec.name, "cascade"]:  # the large agent ran too
             traced_config.escalated += 1
-        return step_info(result)
+        return step_info(result)._replace(tracing_s=tracing_s)
 
     traced_config = Config("cascade_traced", "(d) Cascade of 2 Ray agents, traced", traced, True)
     configs = [
@@ -319,25 +331,36 @@ def bench_overhead(kind: str, texts: list[str], rounds: int, new_tokens: int) ->
 
     configs, agents = make_configs(kind, new_tokens)
     n = len(configs)
+    others_s = total_s = 0.0
     try:
         for round_ in range(-1, rounds):
             what = "warm-up" if round_ < 0 else f"round {round_ + 1}/{rounds}"
             console.print(f"  {kind} {what}: {len(texts)} requests x {n} configurations")
-            for i, text in enumerate(texts[:2] if round_ < 0 else texts):
-                shift = (round_ * len(texts) + i) % n  # rotate: each goes first equally often
-                for config in configs[shift:] + configs[:shift]:
-                    if config.traced:  # a run per request: runs (and their ends) are not timed
-                        with tracking.run(f"runtime-benchmark-{kind}"):
+            # One CPU window per round, not per request: over a few ms, tick-based counters
+            # read ~10% "others" on an idle machine.
+            with ClusterCpuUse() as others:
+                for i, text in enumerate(texts[:2] if round_ < 0 else texts):
+                    shift = (round_ * len(texts) + i) % n  # rotate: each first equally often
+                    for config in configs[shift:] + configs[:shift]:
+                        if config.traced:  # a run per request; runs and their ends not timed
+                            with tracking.run(f"runtime-benchmark-{kind}"):
+                                config.measure((round_, i), text)
+                        else:
                             config.measure((round_, i), text)
-                    else:
-                        config.measure((round_, i), text)
+            if round_ >= 0:
+                others_s, total_s = others_s + others.others_s, total_s + others.total_s
     finally:
         for agent in agents:
             agent.shutdown()
-    return summarize_overhead(kind, configs, len(texts))
+    others_cpu = round(others_s / total_s, 3) if total_s else None
+    return summarize_overhead(kind, configs, len(texts), others_cpu)
 
 
-def summarize_overhead(kind: str, configs: list[Config], n_texts: int) -> dict[str, Any]:
+def summarize_overhead(
+    kind: str, configs: list[Config], n_texts: int, others_cpu: float | None
+) -> dict[str, Any]:
+    """Per configuration: latencies, paired overhead over (a); ``others_cpu`` is the
+    section's (the configurations ran interleaved)."""
     direct = configs[0]
     rows: dict[str, Any] = {}
     for config in configs:
@@ -349,7 +372,7 @@ def summarize_overhead(kind: str, configs: list[Config], n_texts: int) -> dict[s
             "median_ms": ms(statistics.median(config.latency.values())),
             "runs_ms": [ms(config.latency[k]) for k in keys],
             "in_model_median_ms": ms(statistics.median(config.in_model)),
-            "others_cpu": round(config.others_s / config.total_s, 3) if config.total_s else None,
+            "others_cpu": others_cpu,
         }
         if config is not direct:
             row["overhead_ms"] = ms(statistics.median(x - a for x, a in pairs))
@@ -360,8 +383,13 @@ def summarize_overhead(kind: str, configs: list[Config], n_texts: int) -> dict[s
         if kind == "generation":
             row["completion_tokens_median"] = statistics.median(config.tokens.values())
             row["same_tokens_as_direct"] = config.tokens == direct.tokens
-        if config.tracing:
-            row["tracing_median_ms"] = ms(statistics.median(config.tracing))
+        if config.traced:
+            row["tracing_median_ms"] = ms(statistics.median(config.tracing.values()))
+            untraced = [x - config.tracing[k] - a for k, (x, a) in zip(keys, pairs, strict=True)]
+            row["overhead_without_tracing_ms"] = ms(statistics.median(untraced))
+            row["overhead_without_tracing_pct"] = round(
+                100 * statistics.median(u / a for u, (_, a) in zip(untraced, pairs, strict=True)), 2
+            )
             row["escalated"] = config.escalated
         rows[config.key] = row
     return {"requests_per_round": n_texts, "configs": rows}
@@ -530,7 +558,12 @@ def print_report(results: dict[str, Any]) -> None:
             if key != "direct" and not row["same_outputs_as_direct"]:
                 notes.append("[yellow]outputs differ from (a)[/]")
             if "tracing_median_ms" in row:
-                notes.append(f"trace_results {row['tracing_median_ms']:.1f} ms")
+                without = (
+                    f"{row['overhead_without_tracing_pct']:+.1f}%"
+                    if generation
+                    else f"{row['overhead_without_tracing_ms']:+.2f} ms"
+                )
+                notes.append(f"trace_results {row['tracing_median_ms']:.1f} ms, {without} without")
                 notes.append(f"{row['escalated']} escalated")
             fmt = "{:.0f} ms" if generation else "{:.2f} ms"
             table.add_row(
@@ -604,10 +637,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Overhead of agents, Ray hosting, patterns and tracing; dynamic batching.",
     )
     parser.add_argument("--rounds", type=int, help="generation rounds [3; quick 1]")
-    parser.add_argument("--class-rounds", type=int, help="classification rounds [20; quick 4]")
+    parser.add_argument("--class-rounds", type=int, help="classification rounds [20; quick 3]")
     parser.add_argument("--prompts", type=int, help="generation prompts per round [8; quick 4]")
     parser.add_argument("--new-tokens", type=int, help="max new tokens [32; quick 16]")
-    parser.add_argument("--seconds", type=float, help="seconds per batching row [12; quick 4]")
+    parser.add_argument("--seconds", type=float, help="seconds per batching row [12; quick 3]")
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help="output [benchmarks/results/runtime.json]"
     )
