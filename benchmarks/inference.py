@@ -622,20 +622,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    results["machine"]["loadavg_after"] = _loadavg()
     results["ratios"] = compute_ratios(results)
+    finish(results, started, print_report, args.json)
+    return results
+
+
+def finish(
+    results: dict[str, Any], started: float, report: Callable[[dict[str, Any]], None], path: Path
+) -> None:
+    """Shared ending of every benchmark: report, flag contended measurements, write JSON."""
+    results["machine"]["loadavg_after"] = _loadavg()
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     results["contended"] = contended(results)
-    print_report(results)
+    report(results)
     if results["contended"]:
         console.print(
             f"[yellow]warning:[/] {len(results['contended'])} measurements ran while other "
             f"processes used more than {BUSY_WARNING:.0%} of the CPUs (red above); "
             "rerun on a quiet machine before trusting them"
         )
-    write_json(results, args.json)
-    console.print(f"wrote {args.json} ({results['elapsed_s']:.0f} s in all)")
-    return results
+    write_json(results, path)
+    console.print(f"wrote {path} ({results['elapsed_s']:.0f} s in all)")
 
 
 if __name__ == "__main__":

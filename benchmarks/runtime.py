@@ -91,9 +91,8 @@ from benchmarks.inference import (  # noqa: E402  (needs the path above)
     OtherCpuUse,
     _loadavg,
     console,
-    contended,
+    finish,
     machine_facts,
-    write_json,
 )
 
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "runtime.json"
@@ -723,19 +722,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tracking.configure()  # back to the default store
         shutil.rmtree(store, ignore_errors=True)
 
-    results["machine"]["loadavg_after"] = _loadavg()
     compute_ratios_and_goals(results)
-    results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    results["contended"] = contended(results)
-    print_report(results)
-    if results["contended"]:
-        console.print(
-            f"[yellow]warning:[/] {len(results['contended'])} measurements ran while other "
-            f"processes used more than {BUSY_WARNING:.0%} of the CPUs (red above); "
-            "rerun on a quiet machine before trusting them"
-        )
-    write_json(results, args.json)
-    console.print(f"wrote {args.json} ({results['elapsed_s']:.0f} s in all)")
+    finish(results, started, print_report, args.json)
     return results
 
 

@@ -2,7 +2,7 @@
 
 The head has 1 CPU and the worker node 2, so an agent asking for 2 CPUs lands on the worker.
 Mid-batch the worker node is removed and a replacement joins; Ray restarts the actor there and
-retries the in-flight requests. Prints one JSON line with what happened.
+retries the in-flight requests. Prints one line, REPORT {json}, with what happened.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ cluster.remove_node(doomed)  # the node and the actor on it are gone
 cluster.add_node(num_cpus=2)  # capacity comes back elsewhere
 batch.join()
 node_after = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU") == 2]
-print(
-    json.dumps(
+print(  # marked: Ray's log monitor may print its own lines to stdout around it
+    "REPORT "
+    + json.dumps(
         {
             "task_ids": [r.task_id for r in results],
             "ok": [r.ok for r in results],
