@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Step, Task, as_task, now
+from agents.result import Result, Step, Task, now
 
 
 class Agent(ABC):
@@ -216,4 +216,12 @@ class FunctionAgent(Agent):
         return merge(len(tasks), errors, results)
 
 
-__all__ = ["Agent", "ClassifierAgent", "FunctionAgent", "LLMAgent", "as_task", "failed"]
+__all__ = [
+    "Agent",
+    "ClassifierAgent",
+    "FunctionAgent",
+    "LLMAgent",
+    "failed",
+    "merge",
+    "split_valid",
+]

@@ -23,10 +23,6 @@ class Task:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def as_task(task: str | Task) -> Task:
-    return task if isinstance(task, Task) else Task(text=task)
-
-
 @dataclass
 class Step:
     """One agent call inside a request, or one decision a pattern made."""
