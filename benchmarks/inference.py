@@ -572,19 +572,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    with OtherCpuUse() as before:  # one idle second: is anything else running?
-        time.sleep(1.0)
-    if (before.fraction or 0) > BUSY_WARNING:
-        console.print(
-            f"[yellow]warning:[/] other processes use {before.fraction:.0%} of the CPUs; "
-            "the numbers will be low and noisy (each one records others_cpu in the JSON)"
-        )
+    others_before = check_quiet(OtherCpuUse)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "benchmark": "inference",
         "machine": {
             **machine_facts(),
-            "others_cpu_before": before.fraction,
+            "others_cpu_before": others_before,
             "loadavg_before": _loadavg(),
         },
         "settings": {
@@ -625,6 +619,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["ratios"] = compute_ratios(results)
     finish(results, started, print_report, args.json)
     return results
+
+
+def check_quiet(probe: type[OtherCpuUse]) -> float | None:
+    """One idle second: is anything else running? Warns when it is; returns others' CPU share."""
+    with probe() as before:
+        time.sleep(1.0)
+    if (before.fraction or 0) > BUSY_WARNING:
+        console.print(
+            f"[yellow]warning:[/] other processes use {before.fraction:.0%} of the CPUs; "
+            "the numbers will be low and noisy (each one records others_cpu in the JSON)"
+        )
+    return before.fraction
 
 
 def finish(

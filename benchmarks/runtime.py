@@ -90,6 +90,7 @@ from benchmarks.inference import (  # noqa: E402  (needs the path above)
     PROMPTS,
     OtherCpuUse,
     _loadavg,
+    check_quiet,
     console,
     finish,
     machine_facts,
@@ -669,20 +670,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "creating tables" and the like
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-    with ClusterCpuUse() as before:  # one idle second: is anything else running?
-        time.sleep(1.0)
-    if (before.fraction or 0) > BUSY_WARNING:
-        console.print(
-            f"[yellow]warning:[/] other processes use {before.fraction:.0%} of the CPUs; "
-            "the numbers will be low and noisy (each one records others_cpu in the JSON)"
-        )
+    others_before = check_quiet(ClusterCpuUse)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "benchmark": "runtime",
         "machine": {
             **machine_facts(),
             "ray": ray.__version__,
-            "others_cpu_before": before.fraction,
+            "others_cpu_before": others_before,
             "loadavg_before": _loadavg(),
         },
         "settings": {
