@@ -176,7 +176,12 @@ class EncoderClassifier(Model):
             return torch.nn.functional.normalize(pooled, dim=-1)
 
     def _warn_if_truncated(self, texts: list[str]) -> None:
-        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False).input_ids]
+        # A tokenizer makes at most one token per UTF-8 byte (plus a few special tokens), so
+        # only texts that long can overflow: the rest are not tokenized a second time.
+        maybe = [t for t in texts if len(t.encode()) + 4 > self.max_length]
+        lengths = (
+            [len(ids) for ids in self.tokenizer(maybe, truncation=False).input_ids] if maybe else []
+        )
         long = sum(n > self.max_length for n in lengths)
         if long:
             warnings.warn(

@@ -40,7 +40,7 @@ def ensure_ray(address: str | None = None) -> None:
         ignore_reinit_error=True,
         include_dashboard=False,
         log_to_driver=False,
-        # Workers must find the `agents` package however the driver was started.
+        # Fork-safety: tokenizers' thread pool must not be shared into Ray's worker processes.
         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
     )
 
