@@ -1,4 +1,4 @@
-"""The ``slm-agents`` command line: list models, generate, classify, run the demo.
+"""The ``slm-agents`` command line: models, generate, classify, demo; finetune, compress, evaluate.
 
 Heavy libraries load inside each command, so ``slm-agents --help`` answers at once.
 """
@@ -11,28 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from agents.console import console
+from agents.console import fail as _fail
+from agents.console import quiet_transformers as _quiet_transformers
+from finetune.cli import compress_app, evaluate_app, finetune_app
 
 app = typer.Typer(
     help="Small language models doing the real work of agent systems.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
-
-
-def _quiet_transformers() -> None:
-    """Loading bars and load reports from transformers are noise on a command line."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
+app.add_typer(finetune_app, name="finetune")
+app.add_typer(compress_app, name="compress")
+app.add_typer(evaluate_app, name="evaluate")
 
 
 def _human_size(n: int | None) -> str:

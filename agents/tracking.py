@@ -220,7 +220,33 @@ class Tracker:
         import mlflow
 
         if self._run_id is not None:
-            self._safe(mlflow.log_artifact, str(path), artifact_path)
+            log = mlflow.log_artifacts if Path(path).is_dir() else mlflow.log_artifact
+            self._safe(log, str(path), artifact_path)
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        import mlflow
+
+        if self._run_id is not None:
+            self._safe(mlflow.log_dict, data, artifact_file)
+
+    def register_model(self, name: str, artifact_path: str) -> str | None:
+        """Register an artifact folder of the current run as a new version of model ``name``.
+
+        Returns the version number (None when not tracking). Any folder works: a LoRA adapter
+        directory is registered as it is, without an MLflow "flavor".
+        """
+        if self._run_id is None:
+            return None
+        from mlflow.tracking import MlflowClient
+
+        def register() -> str:
+            client = MlflowClient()
+            if not client.search_registered_models(filter_string=f"name = '{name}'"):
+                client.create_registered_model(name)
+            source = f"{client.get_run(self._run_id).info.artifact_uri}/{artifact_path}"
+            return str(client.create_model_version(name, source, run_id=self._run_id).version)
+
+        return self._safe(register)
 
     # -------------------------------------------------------------- spans
     @contextlib.contextmanager
@@ -290,6 +316,14 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     _default.log_artifact(path, artifact_path)
+
+
+def log_dict(data: Any, artifact_file: str) -> None:
+    _default.log_dict(data, artifact_file)
+
+
+def register_model(name: str, artifact_path: str) -> str | None:
+    return _default.register_model(name, artifact_path)
 
 
 def span(name: str, span_type: str = "UNKNOWN", inputs: Any = None, attributes: Any = None):

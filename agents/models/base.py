@@ -135,3 +135,19 @@ def pick_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use 'cpu' or 'auto'")
     return device
+
+
+def quantize_int8(module: Any) -> Any:
+    """Dynamic int8 quantization of every Linear layer (weights int8, activations on the fly).
+
+    CPU only. torch 2.13 marks ``torch.ao.quantization`` deprecated in favour of torchao; it
+    still works and needs no extra package, so the warning is silenced here.
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantiz.*")
+        return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)

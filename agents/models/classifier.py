@@ -26,6 +26,7 @@ from agents.models.base import InputError, Model, Prediction, Timer, pick_device
 from agents.models.sources import DEFAULT_ENCODER, resolve
 
 CLASSIFIER_FILE = "classifier.json"
+MEAN_POOL = "mean-pool"  # see agents.models.pooled
 
 
 class EncoderClassifier(Model):
@@ -84,12 +85,59 @@ class EncoderClassifier(Model):
         self._label_vectors = self._embed(list(descriptions.values()))
 
     def _load_trained(self, directory: Path) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.mode = "trained"
         meta = _read_meta(directory)
         self.labels = list(meta["labels"])
         self.max_length = int(meta.get("max_length", self.max_length))
+        self.meta = meta
+        if meta.get("architecture") == MEAN_POOL:
+            self.model = self._load_pooled(directory, meta)
+        else:
+            self.model = self._load_sequence_classification(directory, meta)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        self.model = self.model.to(self.device).eval()
+
+    def _load_pooled(self, directory: Path, meta: dict[str, Any]) -> Any:
+        """Encoder (LoRA adapter on the base, full weights, or int8) + mean pooling + head."""
+        import torch
+        from transformers import AutoConfig, AutoModel
+
+        from agents.models.pooled import INT8_FILE, PooledClassifier, keep_first_layers, load_head
+
+        encoder_format = meta.get("encoder", "lora")
+        self.resolved = resolve(meta["base_model"] if encoder_format == "lora" else str(directory))
+        try:
+            if encoder_format == "int8":
+                from agents.models.base import quantize_int8
+
+                encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(directory)))
+                model = quantize_int8(PooledClassifier(encoder, len(self.labels)))
+                state = torch.load(directory / INT8_FILE, weights_only=False)
+                model.load_state_dict(state)
+                return model
+            if encoder_format == "lora":
+                from peft import PeftModel
+
+                base = AutoModel.from_pretrained(self.resolved.location)
+                if meta.get("layers"):
+                    base = keep_first_layers(base, int(meta["layers"]))
+                encoder = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
+            else:
+                encoder = AutoModel.from_pretrained(str(directory))
+            model = PooledClassifier(encoder, len(self.labels))
+            load_head(model, str(directory))
+            return model
+        except Exception as exc:
+            raise ValueError(
+                f"cannot load the {encoder_format} classifier in {directory}: {exc}"
+            ) from exc
+
+    def _load_sequence_classification(self, directory: Path, meta: dict[str, Any]) -> Any:
+        """A plain Hugging Face sequence-classification model or a PEFT adapter for one."""
+        from transformers import AutoModelForSequenceClassification
+
         id2label = dict(enumerate(self.labels))
         label2id = {v: k for k, v in id2label.items()}
         if (directory / "adapter_config.json").exists():
@@ -103,17 +151,14 @@ class EncoderClassifier(Model):
                 label2id=label2id,
             )
             try:
-                model = PeftModel.from_pretrained(base, str(directory))
+                return PeftModel.from_pretrained(base, str(directory))
             except Exception as exc:
                 raise ValueError(f"cannot load the LoRA adapter in {directory}: {exc}") from exc
-        else:
-            self.resolved = resolve(str(directory))
-            try:
-                model = AutoModelForSequenceClassification.from_pretrained(str(directory))
-            except Exception as exc:
-                raise ValueError(f"cannot load the model in {directory}: {exc}") from exc
-        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        self.model = model.to(self.device).eval()
+        self.resolved = resolve(str(directory))
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(str(directory))
+        except Exception as exc:
+            raise ValueError(f"cannot load the model in {directory}: {exc}") from exc
 
     # ------------------------------------------------------------------ prediction
     def predict(self, texts: Sequence[str], *, progress: bool = False) -> list[Prediction]:
@@ -131,23 +176,23 @@ class EncoderClassifier(Model):
         from tqdm.auto import tqdm
 
         self._warn_if_truncated(texts)
-        out: list[Prediction] = []
+        # Similar lengths batched together waste less compute on padding; order is restored.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Prediction | None] = [None] * len(texts)
         starts = range(0, len(texts), self.batch_size)
         for start in tqdm(starts, desc=f"{self.name} predict", disable=not progress):
-            chunk = texts[start : start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             with Timer() as timer:
-                probs = self._probabilities(chunk)
-            for row in probs.tolist():
+                probs = self._probabilities([texts[i] for i in rows])
+            for i, row in zip(rows, probs.tolist(), strict=True):
                 best = max(range(len(row)), key=row.__getitem__)
-                out.append(
-                    Prediction(
-                        label=self.labels[best],
-                        probabilities=dict(zip(self.labels, row, strict=True)),
-                        confidence=row[best],
-                        latency_s=timer.seconds,
-                    )
+                out[i] = Prediction(
+                    label=self.labels[best],
+                    probabilities=dict(zip(self.labels, row, strict=True)),
+                    confidence=row[best],
+                    latency_s=timer.seconds,
                 )
-        return out
+        return out  # type: ignore[return-value]  (every slot is filled)
 
     def _probabilities(self, texts: list[str]) -> Any:
         import torch
@@ -157,7 +202,9 @@ class EncoderClassifier(Model):
                 similarity = self._embed(texts) @ self._label_vectors.T
                 return torch.softmax(similarity / self.temperature, dim=-1).cpu()
             enc = self._tokenize(texts)
-            return torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu()
+            out = self.model(**enc)
+            logits = out if isinstance(out, torch.Tensor) else out.logits
+            return torch.softmax(logits.float(), dim=-1).cpu()
 
     def _tokenize(self, texts: list[str]) -> Any:
         return self.tokenizer(
@@ -195,6 +242,16 @@ class EncoderClassifier(Model):
         """Write a trained classifier so ``EncoderClassifier(directory)`` loads it back."""
         if self.mode != "trained":
             raise ValueError("a zero-shot classifier has no weights to save; train one first")
+        if self.meta.get("architecture") == MEAN_POOL:
+            return save_pooled_classifier(
+                self.model,
+                self.tokenizer,
+                self.labels,
+                directory,
+                self.meta["base_model"],
+                self.max_length,
+                extra=self.meta.get("training"),
+            )
         return save_classifier(
             self.model, self.tokenizer, self.labels, directory, self.resolved.name, self.max_length
         )
@@ -228,6 +285,55 @@ def save_classifier(
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     meta = {"labels": list(labels), "base_model": base_model, "max_length": max_length}
+    (directory / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
+    return directory
+
+
+def save_pooled_classifier(
+    model: Any,
+    tokenizer: Any,
+    labels: Sequence[str],
+    directory: str | Path,
+    base_model: str,
+    max_length: int = 128,
+    extra: Mapping[str, Any] | None = None,
+    layers: int | None = None,
+) -> Path:
+    """Save a :class:`~agents.models.pooled.PooledClassifier` as a classifier directory.
+
+    The encoder's form picks the format, recorded as ``encoder`` in ``classifier.json``:
+    ``lora`` (a PEFT adapter, a few MB, loaded on top of ``base_model``), ``int8`` (a dynamically
+    quantized model's state) or ``full`` (plain weights, e.g. after merging or pruning).
+    ``extra`` (training facts: data, accuracy, time) is kept under ``training``; ``layers`` says
+    how many of the base encoder's blocks a LoRA adapter was trained on.
+    """
+    import torch
+
+    from agents.models.pooled import INT8_FILE, save_head
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    quantized = any("quantized" in type(m).__module__ for m in model.modules())
+    if quantized:
+        encoder_format = "int8"
+        model.encoder.config.save_pretrained(str(directory))
+        torch.save(model.state_dict(), directory / INT8_FILE)
+    else:
+        encoder_format = "lora" if hasattr(model.encoder, "peft_config") else "full"
+        model.encoder.save_pretrained(str(directory))
+        save_head(model, str(directory))
+    tokenizer.save_pretrained(str(directory))
+    meta = {
+        "labels": list(labels),
+        "base_model": base_model,
+        "max_length": max_length,
+        "architecture": MEAN_POOL,
+        "encoder": encoder_format,
+    }
+    if layers:
+        meta["layers"] = layers
+    if extra:
+        meta["training"] = dict(extra)
     (directory / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
     return directory
 

@@ -22,6 +22,7 @@ from agents.models.base import (
     Timer,
     Usage,
     pick_device,
+    quantize_int8,
     run_isolated,
 )
 from agents.models.constraints import Constraint, GrammarCompiler, make_constraint, parse_output
@@ -94,7 +95,6 @@ class CausalLM(Model):
         batch_size: int = 16,
         options: GenerationOptions | None = None,
     ):
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if quantize not in (None, "int8"):
@@ -114,9 +114,7 @@ class CausalLM(Model):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(location).to(self.device).eval()
         if quantize == "int8":
-            self.model = torch.ao.quantization.quantize_dynamic(
-                self.model, {torch.nn.Linear}, dtype=torch.qint8
-            )
+            self.model = quantize_int8(self.model)
         self.quantize = quantize
         self.batch_size = batch_size
         self.options = options or GenerationOptions()

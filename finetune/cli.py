@@ -1,0 +1,114 @@
+"""``slm-agents finetune|compress|evaluate``: the scriptable face of :mod:`finetune`.
+
+Each command prints a summary table; ``--json OUT`` writes the same facts for other tools.
+Heavy imports happen inside the commands so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from agents.console import console, fail, quiet_transformers
+
+finetune_app = typer.Typer(help="Fine-tune SLMs on your data (LoRA, distillation).")
+compress_app = typer.Typer(help="Make a trained model smaller and faster (int8, pruning).")
+evaluate_app = typer.Typer(help="Score a model on held-out data.")
+
+DATA_HELP = "CSV or JSONL file."
+
+
+def _summary(title: str, facts: dict[str, Any], json_out: Path | None) -> None:
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value", justify="right", overflow="fold")
+    for key, value in facts.items():
+        if isinstance(value, dict | list):
+            continue
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(facts, indent=2, default=str))
+        console.print(f"wrote {json_out}")
+
+
+def _load(path: Path, text_column: str, label_column: str) -> Any:
+    from finetune.data import DataError, load_labelled
+
+    try:
+        return load_labelled(path, text_column, label_column)
+    except DataError as exc:
+        raise fail(str(exc)) from None
+
+
+@finetune_app.command("classifier")
+def finetune_classifier(
+    data: Path = typer.Option(..., help=f"Training data. {DATA_HELP}"),
+    output: Path = typer.Option(..., help="Directory for the trained classifier."),
+    text_column: str = typer.Option("text"),
+    label_column: str = typer.Option("label"),
+    base: str = typer.Option("all-minilm-l6-v2", help="Encoder: bundled name, path or hub id."),
+    validation_data: Path = typer.Option(
+        None, help="Validation file; default: a stratified 10% of --data."
+    ),
+    epochs: int = typer.Option(2, min=1),
+    batch_size: int = typer.Option(32, min=1),
+    learning_rate: float = typer.Option(2e-3),
+    rank: int = typer.Option(16, min=1, help="LoRA rank."),
+    max_length: int = typer.Option(64, min=8, help="Tokens per text; longer ones are cut."),
+    max_minutes: float = typer.Option(None, help="Stop training after this many minutes."),
+    max_steps: int = typer.Option(None, help="Stop after this many optimizer steps."),
+    seed: int = typer.Option(0),
+    track: bool = typer.Option(True, help="Log the run to MLflow."),
+    json_out: Path = typer.Option(None, "--json", help="Write the summary as JSON."),
+):
+    """LoRA fine-tune an encoder to classify texts; resumes from OUTPUT/checkpoint if present."""
+    from finetune.classifier import ClassifierSettings, train_classifier
+    from finetune.data import DataError
+    from finetune.loop import TrainConfig
+
+    train = _load(data, text_column, label_column)
+    validation = _load(validation_data, text_column, label_column) if validation_data else None
+    quiet_transformers()
+    try:
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_minutes=max_minutes,
+            max_steps=max_steps,
+            seed=seed,
+        )
+        settings = ClassifierSettings(base=base, rank=rank, alpha=2 * rank, max_length=max_length)
+        result = train_classifier(
+            train, output, validation=validation, settings=settings, config=config, track=track
+        )
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _summary(f"Classifier saved to {output}", result.summary(), json_out)
+
+
+@evaluate_app.command("classifier")
+def evaluate_classifier_command(
+    model: Path = typer.Argument(..., help="A classifier directory (from finetune classifier)."),
+    data: Path = typer.Option(..., help=f"Labelled test data. {DATA_HELP}"),
+    text_column: str = typer.Option("text"),
+    label_column: str = typer.Option("label"),
+    json_out: Path = typer.Option(None, "--json", help="Write the results as JSON."),
+):
+    """Accuracy of a trained classifier on labelled data."""
+    from finetune.data import DataError
+    from finetune.evaluate import evaluate_classifier
+
+    test = _load(data, text_column, label_column)
+    quiet_transformers()
+    try:
+        facts = evaluate_classifier(model, test)
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _summary(f"{model} on {data}", facts, json_out)
