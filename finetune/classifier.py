@@ -42,6 +42,7 @@ class ClassifierSettings:
     validation: float = 0.1
     prototype_init: bool = True
     layers: int | None = None  # keep only the first N transformer blocks (a smaller student)
+    start_from: str | None = None  # a classifier directory to keep training (e.g. after pruning)
 
 
 @dataclass
@@ -145,13 +146,13 @@ def train_classifier(
 
     with tracking.run(f"classifier:{output.name}", params=params) if track else nullcontext():
         torch.manual_seed(config.seed)  # LoRA's initial A matrices are random
-        model, tokenizer = _build(settings, len(labels))
+        model, tokenizer = _build(settings, labels)
         label_id = {name: i for i, name in enumerate(labels)}
         train_enc = Encoded(tokenizer, train.texts, settings.max_length)
         val_enc = Encoded(tokenizer, validation.texts, settings.max_length)
         train_y = torch.tensor([label_id[x] for x in train.labels])
         val_y = [label_id[x] for x in validation.labels]
-        if settings.prototype_init:
+        if settings.prototype_init and not settings.start_from:
             _init_head_from_centroids(model, train_enc, train_y, len(labels))
         start_accuracy = _accuracy(model, val_enc, val_y) if len(validation) else None
         tracking.log_metrics({"val_accuracy": start_accuracy or 0.0}, step=0)
@@ -182,6 +183,8 @@ def train_classifier(
             description=f"LoRA {resolve(settings.base).name}",
             progress=progress,
         )
+        if settings.start_from:  # save plain weights: the start has no hub base to sit on
+            model.encoder = model.encoder.merge_and_unload()
         predictions = _predict(model, val_enc)
         accuracy = _score(predictions, val_y) if len(validation) else None
         confusion = confusion_summary([labels[i] for i in predictions], validation.labels)
@@ -192,7 +195,7 @@ def train_classifier(
             tokenizer,
             labels,
             output,
-            base_model=settings.base,
+            base_model=settings.start_from or settings.base,
             max_length=settings.max_length,
             extra={"validation_accuracy": accuracy, "train_seconds": report.seconds},
             layers=settings.layers,
@@ -235,17 +238,29 @@ def confusion_summary(predicted: list[str], truth: list[str], top: int = 10) -> 
 
 
 # ---------------------------------------------------------------------------- internals
-def _build(settings: ClassifierSettings, num_labels: int) -> tuple[Any, Any]:
+def _build(settings: ClassifierSettings, labels: list[str]) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     from agents.models.pooled import PooledClassifier, keep_first_layers
 
+    if settings.start_from:
+        from agents.models.classifier import EncoderClassifier
+
+        start = EncoderClassifier(settings.start_from, device="cpu")
+        usable = start.meta.get("architecture") == "mean-pool" and start.meta["encoder"] != "int8"
+        if start.labels != labels or not usable:
+            raise ValueError(
+                f"{settings.start_from}: can only continue a float mean-pool classifier (from "
+                "finetune classifier, not int8) with the same labels "
+                f"({len(start.labels)} there, {len(labels)} in the data)"
+            )
+        return start.model, start.tokenizer
     location = resolve(settings.base).location
     tokenizer = AutoTokenizer.from_pretrained(location)
     encoder = AutoModel.from_pretrained(location)
     if settings.layers:
         encoder = keep_first_layers(encoder, settings.layers)
-    return PooledClassifier(encoder, num_labels), tokenizer
+    return PooledClassifier(encoder, len(labels)), tokenizer
 
 
 def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:

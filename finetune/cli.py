@@ -112,3 +112,104 @@ def evaluate_classifier_command(
     except (DataError, ValueError) as exc:
         raise fail(str(exc)) from None
     _summary(f"{model} on {data}", facts, json_out)
+
+
+@finetune_app.command("distill")
+def finetune_distill(
+    data: Path = typer.Option(..., help=f"Training data. {DATA_HELP}"),
+    teacher: str = typer.Option(
+        ..., help="A classifier directory, or a JSONL of logged teacher outputs."
+    ),
+    output: Path = typer.Option(..., help="Directory for the student classifier."),
+    text_column: str = typer.Option("text"),
+    label_column: str = typer.Option("label"),
+    base: str = typer.Option("all-minilm-l6-v2", help="Student encoder."),
+    layers: int = typer.Option(None, min=1, help="Keep only the first N encoder blocks."),
+    temperature: float = typer.Option(2.0),
+    alpha: float = typer.Option(0.5, help="Weight of the teacher's soft targets (0-1)."),
+    epochs: int = typer.Option(2, min=1),
+    max_minutes: float = typer.Option(None),
+    seed: int = typer.Option(0),
+    track: bool = typer.Option(True),
+    json_out: Path = typer.Option(None, "--json"),
+):
+    """Train a (smaller) student classifier on a teacher's probabilities plus the true labels."""
+    from finetune.classifier import ClassifierSettings
+    from finetune.data import DataError
+    from finetune.distill import DistillSettings, distill_classifier
+    from finetune.loop import TrainConfig
+
+    train = _load(data, text_column, label_column)
+    quiet_transformers()
+    try:
+        result = distill_classifier(
+            train,
+            output,
+            teacher,
+            settings=ClassifierSettings(base=base, layers=layers),
+            config=TrainConfig(epochs=epochs, max_minutes=max_minutes, seed=seed),
+            distill=DistillSettings(temperature=temperature, alpha=alpha),
+            track=track,
+        )
+    except (DataError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    _summary(f"Student saved to {output}", result.summary(), json_out)
+
+
+def _maybe_data(data: Path | None, text_column: str, label_column: str) -> Any:
+    return _load(data, text_column, label_column) if data else None
+
+
+@compress_app.command("quantize")
+def compress_quantize(
+    model: Path = typer.Argument(..., help="A classifier directory."),
+    output: Path = typer.Option(..., help="Directory for the int8 classifier."),
+    data: Path = typer.Option(None, help="Labelled data to measure accuracy and speed on."),
+    text_column: str = typer.Option("text"),
+    label_column: str = typer.Option("label"),
+    json_out: Path = typer.Option(None, "--json"),
+):
+    """Dynamic int8 quantization (CPU): size, and with --data accuracy and speed, before/after."""
+    from finetune.compress import quantize
+
+    test = _maybe_data(data, text_column, label_column)
+    quiet_transformers()
+    try:
+        report = quantize(model, output, data=test)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    _summary(f"int8 classifier saved to {output}", report, json_out)
+
+
+@compress_app.command("prune")
+def compress_prune(
+    model: Path = typer.Argument(..., help="A classifier directory."),
+    output: Path = typer.Option(..., help="Directory for the pruned classifier."),
+    method: str = typer.Option("magnitude", help="magnitude (unstructured) or mlp-channels."),
+    amount: float = typer.Option(0.3, help="Share of weights or channels to remove (0-1)."),
+    data: Path = typer.Option(None, help="Labelled data to measure accuracy and speed on."),
+    recover_data: Path = typer.Option(None, help="Labelled data for a short recovery fine-tune."),
+    recover_minutes: float = typer.Option(2.0),
+    text_column: str = typer.Option("text"),
+    label_column: str = typer.Option("label"),
+    json_out: Path = typer.Option(None, "--json"),
+):
+    """Prune a classifier, optionally fine-tune briefly to recover; report sparsity and size."""
+    from finetune.compress import prune
+
+    test = _maybe_data(data, text_column, label_column)
+    recover = _maybe_data(recover_data, text_column, label_column)
+    quiet_transformers()
+    try:
+        report = prune(
+            model,
+            output,
+            method=method,
+            amount=amount,
+            data=test,
+            recover=recover,
+            recover_minutes=recover_minutes,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    _summary(f"Pruned classifier saved to {output}", report, json_out)

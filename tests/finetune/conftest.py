@@ -1,4 +1,4 @@
-"""Small, real slices of BANKING77 for training tests (a few labels, a dozen rows each)."""
+"""Fixtures for the finetune tests: real BANKING77 slices and one small trained router."""
 
 from __future__ import annotations
 
@@ -6,27 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from training_slices import SMALL, SMALL_RUN, banking_slice
 
+from finetune.classifier import train_classifier
 from finetune.data import LabelledTexts
-
-BANKING77 = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "banking77"
-LABELS = ["card_arrival", "exchange_rate", "lost_or_stolen_card", "pending_transfer"]
-
-
-def banking_slice(split: str, per_label: int, labels=LABELS) -> LabelledTexts:
-    path = BANKING77 / f"{split}.csv"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tests expect ../shared/datasets beside the checkout")
-    taken: dict[str, int] = {}
-    texts, names = [], []
-    with path.open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            label = row["category"]
-            if label in labels and taken.get(label, 0) < per_label:
-                taken[label] = taken.get(label, 0) + 1
-                texts.append(row["text"])
-                names.append(label)
-    return LabelledTexts(texts, names, f"banking77/{split}.csv[slice]")
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +33,13 @@ def write_csv(tmp_path_factory):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def trained_router(tickets_train, tmp_path_factory):
+    """A LoRA router trained on the 4-intent slice (10 steps, a few seconds)."""
+    output = tmp_path_factory.mktemp("clf") / "router"
+    result = train_classifier(
+        tickets_train, output, settings=SMALL, config=SMALL_RUN, progress=False, track=False
+    )
+    return result, output

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_slices import SMALL, SMALL_RUN
 
 from agents.models import EncoderClassifier
 from finetune.classifier import ClassifierSettings, train_classifier
@@ -15,20 +16,9 @@ from finetune.data import DataError, LabelledTexts
 from finetune.evaluate import evaluate_classifier
 from finetune.loop import TrainConfig
 
-SMALL = ClassifierSettings(rank=4, alpha=8, max_length=48, validation=0.25)
-
 
 def config(**overrides) -> TrainConfig:
-    return TrainConfig(**{"epochs": 2, "batch_size": 8, "warmup_steps": 2, **overrides})
-
-
-@pytest.fixture(scope="module")
-def trained(tickets_train, tmp_path_factory):
-    output = tmp_path_factory.mktemp("clf") / "router"
-    result = train_classifier(
-        tickets_train, output, settings=SMALL, config=config(), progress=False, track=False
-    )
-    return result, output
+    return TrainConfig(**{**SMALL_RUN.__dict__, **overrides})
 
 
 def test_training_from_a_random_head_lowers_the_loss(tickets_train, tmp_path):
@@ -47,8 +37,8 @@ def test_training_from_a_random_head_lowers_the_loss(tickets_train, tmp_path):
     assert result.accuracy > result.start_accuracy
 
 
-def test_training_saves_a_loadable_adapter(trained, tickets_test):
-    result, output = trained
+def test_training_saves_a_loadable_adapter(trained_router, tickets_test):
+    result, output = trained_router
     assert result.start_accuracy is not None and result.report.steps == 10
     for name in ("adapter_config.json", "adapter_model.safetensors", "head.safetensors"):
         assert (output / name).exists(), name
@@ -60,8 +50,8 @@ def test_training_saves_a_loadable_adapter(trained, tickets_test):
     assert scores["n"] == 40 and scores["accuracy"] >= 0.75  # 4 intents; chance is 0.25
 
 
-def test_the_adapter_changes_what_the_encoder_computes(trained):
-    _, output = trained
+def test_the_adapter_changes_what_the_encoder_computes(trained_router):
+    _, output = trained_router
     lora_b = [
         v for k, v in load_file(output / "adapter_model.safetensors").items() if "lora_B" in k
     ]
@@ -73,8 +63,10 @@ def test_the_adapter_changes_what_the_encoder_computes(trained):
     assert not torch.allclose(tuned_vec, base._embed(text), atol=1e-3)
 
 
-def test_resumed_training_ends_where_an_uninterrupted_run_ends(tickets_train, trained, tmp_path):
-    result, full_output = trained
+def test_resumed_training_ends_where_an_uninterrupted_run_ends(
+    tickets_train, trained_router, tmp_path
+):
+    result, full_output = trained_router
     output = tmp_path / "resumed"
     first = train_classifier(
         tickets_train,
@@ -163,8 +155,8 @@ def test_bad_training_data_is_named(tickets_train, tmp_path):
         train_classifier(tickets_train, tmp_path, validation=odd, progress=False, track=False)
 
 
-def test_a_corrupted_adapter_directory_is_named(trained, tmp_path):
-    _, output = trained
+def test_a_corrupted_adapter_directory_is_named(trained_router, tmp_path):
+    _, output = trained_router
     broken = shutil.copytree(output, tmp_path / "broken")
     (broken / "adapter_model.safetensors").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="cannot load the lora classifier in .*broken"):
