@@ -20,11 +20,24 @@ NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 SMALL: dict[str, dict[str, object]] = {
     "01_quickstart.ipynb": {"N_TICKETS": 8, "N_REPLIES": 2, "MAX_NEW_TOKENS": 16},
     "02_patterns.ipynb": {"N_TICKETS": 16, "N_DEMO": 4, "MAX_NEW_TOKENS": 12},
+    "03_finetune.ipynb": {
+        "N_LABELS": 6,
+        "N_TRAIN_PER_LABEL": 8,
+        "N_TEST_PER_LABEL": 4,
+        "EPOCHS": 2,
+        "BATCH_SIZE": 8,
+        "MAX_MINUTES": 5.0,
+    },
 }
 # Text that must appear in a notebook's outputs (evidence it did the real thing).
 EXPECT: dict[str, list[str]] = {
     "01_quickstart.ipynb": ["token usage of one trace", "traces in run"],
     "02_patterns.ipynb": ["same labels as the local router: True", "spans match the path"],
+    "03_finetune.ipynb": [
+        "fine-tuned accuracy:",
+        "registered model version: banking77-router v",
+        "routes the same: True",
+    ],
 }
 
 MISSING = [m.install for m in BUNDLED.values() if bundled_path(m) is None]

@@ -1,0 +1,311 @@
+"""Pattern economics on BANKING77: what do Route and Cascade buy over one tier alone?
+
+Goal from issue 3: the Cascade reaches the strong tier's accuracy while sending at most 30% of
+requests to it.
+
+The two tiers (both real, both trained here by ``finetune``, both run on this CPU):
+
+* **small**: a 3-block MiniLM student (the first 3 of all-minilm-l6-v2's 6 transformer blocks),
+  distilled from the strong tier for ``--student-minutes``. About half the compute per text.
+* **strong**: all-minilm-l6-v2 (6 blocks) with a LoRA adapter, ``finetune classifier`` recipe.
+
+Offline there is no larger model that is stronger on this task, so "strong" is the fine-tuned
+full-depth encoder and "small" the shallow student; the same code runs with any two agents
+(e.g. an LLM behind an API as the strong tier).
+
+Data: both tiers train on BANKING77 ``train.csv`` minus a 1,000-row calibration sample (seeded,
+stratified); thresholds are calibrated on that sample; everything is scored on the 3,080-row
+``test.csv``. Prices (USD per million input tokens, a word-count proxy) are set proportional to
+compute: small 0.0025, strong 0.005 (the default price of MiniLM).
+
+Configurations, each run through the real pattern agents in-process:
+small only, strong only, Route (a rule: longer tickets to the strong tier, the length cut
+calibrated to 30% of the calibration sample), Cascade calibrated to 30% escalated, Cascade
+calibrated to reach the strong tier's calibration accuracy. Plus a threshold sweep drawn as a
+cost-accuracy curve (``benchmarks/results/patterns.png``).
+
+Run: ``.venv/bin/python benchmarks/patterns.py`` (about 8 minutes on a quiet machine; pass
+``--strong DIR --small DIR`` to reuse trained tiers) or ``--quick`` (not for quoting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference import OtherCpuUse, check_quiet, console, finish, machine_facts  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets" / "banking77"
+RESULT = ROOT / "benchmarks" / "results" / "patterns.json"
+PRICES = {"minilm-3-blocks": {"input_per_million": 0.0025, "output_per_million": 0.0},
+          "minilm-lora": {"input_per_million": 0.005, "output_per_million": 0.0}}  # fmt: skip
+SHARE_GOAL = 0.30
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run, not for quoting")
+    parser.add_argument("--strong", type=Path, help="reuse a trained strong classifier dir")
+    parser.add_argument("--small", type=Path, help="reuse a trained small classifier dir")
+    parser.add_argument("--calibration-rows", type=int, default=1000)
+    parser.add_argument("--student-minutes", type=float, default=3.0)
+    parser.add_argument("--test-rows", type=int, default=None)
+    parser.add_argument("--output", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.calibration_rows, args.student_minutes = 300, 0.3
+        args.test_rows = args.test_rows or 300
+        if args.output == RESULT:
+            args.output = RESULT.with_name("patterns.quick.json")
+    return args
+
+
+def load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from finetune.data import LabelledTexts, load_labelled
+
+    everything = load_labelled(DATA / "train.csv", "text", "category")
+    share = args.calibration_rows / len(everything)
+    train, calibration = everything.split(validation=share, seed=1)
+    if args.quick:
+        train = LabelledTexts(train.texts[::8], train.labels[::8], f"{train.source}[::8]")
+    test = load_labelled(DATA / "test.csv", "text", "category")
+    if args.test_rows:
+        step = max(1, len(test) // args.test_rows)
+        test = LabelledTexts(test.texts[::step], test.labels[::step], f"{test.source}[::{step}]")
+    return train, calibration, test
+
+
+def train_tiers(args: argparse.Namespace, train: Any, work: Path) -> tuple[Path, Path, dict]:
+    from finetune.classifier import ClassifierSettings, train_classifier
+    from finetune.distill import distill_classifier
+    from finetune.loop import TrainConfig
+
+    facts: dict[str, Any] = {}
+    strong = args.strong
+    if strong is None:
+        strong = work / "strong"
+        epochs = 1 if args.quick else 2
+        started = time.perf_counter()
+        result = train_classifier(
+            train, strong, config=TrainConfig(epochs=epochs), progress=False, track=False
+        )
+        facts["strong_train_seconds"] = round(time.perf_counter() - started, 1)
+        facts["strong_validation_accuracy"] = result.accuracy
+    small = args.small
+    if small is None:
+        small = work / "small"
+        started = time.perf_counter()
+        result = distill_classifier(
+            train, small, str(strong), settings=ClassifierSettings(layers=3),
+            config=TrainConfig(epochs=10, max_minutes=args.student_minutes, patience=10),
+            progress=False, track=False,
+        )  # fmt: skip
+        facts["small_train_seconds"] = round(time.perf_counter() - started, 1)
+        facts["small_validation_accuracy"] = result.accuracy
+    return small, strong, facts
+
+
+def agents(small_dir: Path, strong_dir: Path) -> tuple[Any, Any]:
+    from agents.agent import ClassifierAgent
+    from agents.models import EncoderClassifier
+    from agents.pricing import PriceTable
+
+    prices = PriceTable(PRICES)
+    small_model, strong_model = (
+        EncoderClassifier(str(small_dir)),
+        EncoderClassifier(str(strong_dir)),
+    )
+    small_model.name, strong_model.name = "minilm-3-blocks", "minilm-lora"
+    small = ClassifierAgent("small", small_model, prices=prices)
+    strong = ClassifierAgent("strong", strong_model, prices=prices)
+    return small, strong
+
+
+def run(agent: Any, data: Any, batch: int = 64) -> tuple[list[Any], float, float | None]:
+    """All of ``data`` through ``agent`` in batches; results, seconds, others' CPU share."""
+    results = []
+    with OtherCpuUse() as others:
+        started = time.perf_counter()
+        for i in range(0, len(data), batch):
+            results.extend(agent.run_batch(data.texts[i : i + batch]))
+        seconds = time.perf_counter() - started
+    return results, seconds, others.fraction
+
+
+def score(name: str, results: list[Any], data: Any, seconds: float, others: Any) -> dict:
+    n = len(results)
+    strong_calls = sum(any(s.agent == "strong" for s in r.path) for r in results)
+    correct = sum(r.output == y for r, y in zip(results, data.labels, strict=True))
+    return {
+        "configuration": name,
+        "accuracy": round(correct / n, 4),
+        "share_strong": round(strong_calls / n, 4),
+        "texts_per_second": round(n / seconds, 1),
+        "cost_per_1k_usd": round(1000 * sum(r.cost for r in results) / n, 8),
+        "errors": sum(not r.ok for r in results),
+        "others_cpu": others,
+    }
+
+
+class LengthRule:
+    """A rules router: tickets longer than ``words`` words go to the strong tier."""
+
+    name = "length-rule"
+
+    def __init__(self, words: int):
+        self.words = words
+
+    def label(self, text: str) -> str:
+        return "strong" if len(text.split()) > self.words else "small"
+
+
+def calibrate_length(calibration: Any, share: float) -> int:
+    lengths = sorted(len(t.split()) for t in calibration.texts)
+    for words in range(0, max(lengths) + 1):
+        if sum(n > words for n in lengths) / len(lengths) <= share:
+            return words
+    return max(lengths)
+
+
+def sweep(small_cal: list, strong_cal: list, calibration: Any) -> tuple[list, list, list]:
+    conf = [r.confidence if r.ok else 0.0 for r in small_cal]
+    small_ok = [r.output == y for r, y in zip(small_cal, calibration.labels, strict=True)]
+    strong_ok = [r.output == y for r, y in zip(strong_cal, calibration.labels, strict=True)]
+    return conf, small_ok, strong_ok
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from agents.agent import FunctionAgent
+    from agents.console import quiet_transformers
+    from agents.patterns import Cascade, Route
+    from agents.patterns.cascade import calibrate_threshold, evaluate_threshold
+
+    args = parse_args(argv)
+    quiet_transformers()
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine_facts(), "args": vars(args) | {"output": ""}}
+    results["machine"]["others_cpu_at_start"] = check_quiet(OtherCpuUse)
+    train, calibration, test = load(args)
+    results["data"] = {"train_rows": len(train), "calibration_rows": len(calibration),
+                       "test": test.source, "test_rows": len(test)}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        console.print("training the tiers (skipped for --strong/--small)")
+        small_dir, strong_dir, results["training"] = train_tiers(args, train, Path(tmp))
+        small, strong = agents(small_dir, strong_dir)
+        console.print("calibrating on the held-out training sample")
+        small_cal, _, _ = run(small, calibration)
+        strong_cal, _, _ = run(strong, calibration)
+        conf, small_ok, strong_ok = sweep(small_cal, strong_cal, calibration)
+        strong_cal_acc = sum(strong_ok) / len(strong_ok)
+        t_share = calibrate_threshold(conf, small_ok, strong_ok, target_share=SHARE_GOAL)
+        t_acc = calibrate_threshold(conf, small_ok, strong_ok, target_accuracy=strong_cal_acc)
+        rule = LengthRule(calibrate_length(calibration, SHARE_GOAL))
+        router = FunctionAgent("length-rule", lambda task: (rule.label(task.text), 1.0))
+        configurations = {
+            "small only": small,
+            "strong only": strong,
+            f"route: > {rule.words} words to strong": Route(
+                router, {"small": small, "strong": strong}
+            ),
+            f"cascade @ {t_share:.3f} (30% target)": Cascade(small, strong, threshold=t_share),
+            f"cascade @ {t_acc:.3f} (strong-accuracy target)": Cascade(
+                small, strong, threshold=t_acc
+            ),
+        }
+        rows = []
+        for name, agent in configurations.items():
+            console.print(f"  {name}")
+            out, seconds, others = run(agent, test)
+            rows.append(score(name, out, test, seconds, others))
+        results["configurations"] = rows
+        results["calibration"] = {
+            "strong_accuracy": round(strong_cal_acc, 4),
+            "threshold_for_30_percent": t_share,
+            "threshold_for_strong_accuracy": t_acc,
+            "length_rule_words": rule.words,
+        }
+        small_test, _, _ = run(small, test)
+        strong_test, _, _ = run(strong, test)
+        t_conf, t_small_ok, t_strong_ok = sweep(small_test, strong_test, test)
+        levels = sorted({round(x / 40, 3) for x in range(41)})
+        results["curve"] = [
+            evaluate_threshold(t_conf, t_small_ok, t_strong_ok, t) for t in levels
+        ]  # test-set curve: for the plot only; thresholds above come from calibration
+    results["goal"] = goal(rows)
+    draw(results, args.output.with_suffix(".png"))
+    finish(results, started, print_report, args.output)
+    return results
+
+
+def goal(rows: list[dict]) -> dict[str, Any]:
+    strong = next(r for r in rows if r["configuration"] == "strong only")
+    cascades = [r for r in rows if r["configuration"].startswith("cascade")]
+    passing = [
+        r for r in cascades if r["accuracy"] >= strong["accuracy"] and r["share_strong"] <= 0.30
+    ]
+    return {
+        "strong_accuracy": strong["accuracy"],
+        "met": bool(passing),
+        "by": [r["configuration"] for r in passing],
+    }
+
+
+def draw(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = results["curve"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    price = {name: p["input_per_million"] for name, p in PRICES.items()}
+    relative = [1 + c["escalated"] * price["minilm-lora"] / price["minilm-3-blocks"] for c in curve]
+    left.plot([c["escalated"] for c in curve], [c["accuracy"] for c in curve], "-o", ms=3)
+    left.set_xlabel("share escalated to the strong tier")
+    left.set_ylabel("test accuracy")
+    left.axvline(SHARE_GOAL, color="grey", ls=":")
+    for row in results["configurations"]:
+        right.scatter(row["cost_per_1k_usd"], row["accuracy"], label=row["configuration"])
+    right.set_xlabel("cost per 1,000 tickets (USD, price table)")
+    right.set_ylabel("test accuracy")
+    right.legend(fontsize=7, loc="lower right")
+    left.set_title("Cascade threshold sweep (test set)")
+    right.set_title("Configurations")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    results["plot"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    results["relative_cost_curve"] = [round(x, 3) for x in relative]
+
+
+def print_report(results: dict[str, Any]) -> None:
+    table = Table(title="Pattern economics, BANKING77 test (small: 3-block student; strong: LoRA)")
+    for column in ("configuration", "accuracy", "share strong", "texts/s", "USD / 1k"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
+    for row in results["configurations"]:
+        table.add_row(
+            row["configuration"],
+            f"{row['accuracy']:.4f}",
+            f"{row['share_strong']:.1%}",
+            f"{row['texts_per_second']:.0f}",
+            f"{row['cost_per_1k_usd']:.6f}",
+        )
+    console.print(table)
+    g = results["goal"]
+    console.print(
+        f"goal (cascade >= strong accuracy {g['strong_accuracy']:.4f} with <= 30% escalated): "
+        f"{'met by ' + ', '.join(g['by']) if g['met'] else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
