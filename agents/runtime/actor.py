@@ -1,13 +1,18 @@
-"""The Ray actor that hosts one agent, with dynamic batching (``DynamicBatcher``).
+"""The Ray actor that hosts one agent, or several that share a model, with dynamic batching.
 
-Callers send single tasks; tasks that arrive within ``max_wait_ms`` of each other go to the
-model as one batch of up to ``max_batch_size``. The model runs in a worker thread so the
-actor's event loop keeps accepting requests while a batch computes.
+Callers send single tasks; tasks for the same agent that arrive within ``max_wait_ms`` of each
+other go to the model as one batch of up to ``max_batch_size``. The model runs in a worker
+thread so the actor's event loop keeps accepting requests while a batch computes.
+
+Several specs in one actor (``RayAgent.share``) build their models through the per-process
+cache in ``AgentSpec``, so agents on one base model with different LoRA adapters hold one copy
+of the weights; one lock serialises their model calls (adapters switch per call).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from typing import Any
 
@@ -17,30 +22,58 @@ from agents.runtime.spec import AgentSpec
 
 
 class AgentActor:
-    def __init__(self, spec: AgentSpec, max_batch_size: int, max_wait_ms: float, threads: int):
+    def __init__(
+        self,
+        specs: AgentSpec | list[AgentSpec],
+        max_batch_size: int,
+        max_wait_ms: float,
+        threads: int,
+    ):
         import torch
 
         # One actor per core budget: torch must not spawn more threads than it was given,
         # or actors on one machine stall each other (measured: 12x slower fp32 decode).
         torch.set_num_threads(max(1, threads))
-        self.spec = spec
-        self.agent = spec.build()
-        self.batcher = DynamicBatcher(self._run_batch, max_batch_size, max_wait_ms / 1000)
+        self.specs = [specs] if isinstance(specs, AgentSpec) else list(specs)
+        self.agents = {spec.name: spec.build() for spec in self.specs}
+        self.default = self.specs[0].name
+        self.batchers = {
+            name: DynamicBatcher(
+                functools.partial(self._run_batch, agent=name), max_batch_size, max_wait_ms / 1000
+            )
+            for name in self.agents
+        }
         self.batches: list[int] = []  # sizes of the batches run, for tests and benchmarks
+        self.batches_by_agent: dict[str, list[int]] = {name: [] for name in self.agents}
         self._model_lock = asyncio.Lock()  # one model call at a time (adapters switch per call)
 
-    async def _run_batch(self, tasks: list[Task]) -> list[Result]:
+    async def _run_batch(self, tasks: list[Task], agent: str | None = None) -> list[Result]:
+        name = agent or self.default
         async with self._model_lock:
             self.batches.append(len(tasks))
-            return await asyncio.to_thread(self.agent.run_batch, tasks)
+            self.batches_by_agent[name].append(len(tasks))
+            return await asyncio.to_thread(self.agents[name].run_batch, tasks)
 
-    async def run(self, task: Task) -> Result:
-        """One task; it joins whatever batch is forming."""
-        return await self.batcher.submit(task)
+    def _check(self, agent: str | None) -> None:
+        if agent is not None and agent not in self.agents:
+            raise KeyError(f"no agent {agent!r} in this actor; it hosts {sorted(self.agents)}")
 
-    async def run_batch(self, tasks: list[Task]) -> list[Result]:
+    async def run(self, task: Task, agent: str | None = None) -> Result:
+        """One task; it joins whatever batch is forming for that agent."""
+        self._check(agent)
+        return await self.batchers[agent or self.default].submit(task)
+
+    async def run_batch(self, tasks: list[Task], agent: str | None = None) -> list[Result]:
         """A batch the caller already formed: straight to the model."""
-        return await self._run_batch(tasks)
+        self._check(agent)
+        return await self._run_batch(tasks, agent)
 
     def info(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "agent": self.spec.name, "batches": list(self.batches)}
+        return {
+            "pid": os.getpid(),
+            "agent": self.default,
+            "agents": list(self.agents),
+            "batches": list(self.batches),
+            "batches_by_agent": {k: list(v) for k, v in self.batches_by_agent.items()},
+            "models": len({id(getattr(a, "model", a)) for a in self.agents.values()}),
+        }

@@ -62,41 +62,64 @@ class RayAgent(Agent):
         address: str | None = None,
         startup_timeout_s: float = 300,
     ):
-        import ray
+        _check_backpressure(max_pending, when_full)
+        actors = _start_actors(
+            [spec], replicas, num_cpus, num_gpus, max_concurrency, max_batch_size, max_wait_ms,
+            max_retries, address, startup_timeout_s,
+        )  # fmt: skip
+        self._attach(spec, actors, None, max_pending, when_full)
 
-        from agents.runtime.actor import AgentActor
+    @classmethod
+    def share(
+        cls,
+        specs: Sequence[AgentSpec],
+        *,
+        replicas: int = 1,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        max_concurrency: int = 64,
+        max_batch_size: int = 16,
+        max_wait_ms: float = 5.0,
+        max_retries: int = 2,
+        max_pending: int = 256,
+        when_full: str = "wait",
+        address: str | None = None,
+        startup_timeout_s: float = 300,
+    ) -> dict[str, RayAgent]:
+        """Host several agents in the same actors, one RayAgent per spec, keyed by name.
 
-        if replicas < 1:
-            raise ValueError(f"replicas must be >= 1, got {replicas!r}")
-        if when_full not in ("wait", "error"):
-            raise ValueError(f"when_full must be 'wait' or 'error', got {when_full!r}")
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1, got {max_pending!r}")
-        ensure_ray(address)
-        self.spec, self.name = spec, spec.name
+        Specs on one base model (e.g. different LoRA ``adapter``s of one ``CausalLM``) then hold
+        one copy of the weights per replica instead of one per agent. Each agent keeps its own
+        batches; their model calls take turns. ``shutdown()`` on any of them stops the shared
+        actors for all.
+        """
+        names = [spec.name for spec in specs]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"share needs specs with distinct names, got {names}")
+        _check_backpressure(max_pending, when_full)
+        actors = _start_actors(
+            list(specs), replicas, num_cpus, num_gpus, max_concurrency, max_batch_size,
+            max_wait_ms, max_retries, address, startup_timeout_s,
+        )  # fmt: skip
+        agents = {}
+        for spec in specs:
+            agent = cls.__new__(cls)
+            agent._attach(spec, actors, spec.name, max_pending, when_full)
+            agents[spec.name] = agent
+        return agents
+
+    def _attach(
+        self,
+        spec: AgentSpec,
+        actors: list[Any],
+        agent: str | None,
+        max_pending: int,
+        when_full: str,
+    ) -> None:
+        self.spec, self.name, self.actors, self._agent = spec, spec.name, actors, agent
         self.max_pending, self.when_full = max_pending, when_full
         self._slots = threading.BoundedSemaphore(max_pending)
-        remote = ray.remote(AgentActor).options(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            max_concurrency=max_concurrency,
-            max_restarts=max_retries,
-            max_task_retries=max_retries,
-        )
-        threads = max(1, int(num_cpus))
-        self.actors = [
-            remote.remote(spec, max_batch_size, max_wait_ms, threads) for _ in range(replicas)
-        ]
-        self._next = itertools.cycle(range(replicas))
-        try:  # wait until every replica has loaded its model
-            ray.get([a.info.remote() for a in self.actors], timeout=startup_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            self.shutdown()
-            raise RuntimeError(
-                f"agent {self.name!r}: {replicas} replica(s) with num_cpus={num_cpus}, "
-                f"num_gpus={num_gpus} not ready after {startup_timeout_s} s; free resources "
-                f"now: {ray.available_resources()} (shut down other agents or ask for less)"
-            ) from None
+        self._next = itertools.cycle(range(len(actors)))
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)
@@ -107,7 +130,7 @@ class RayAgent(Agent):
                 message = f"busy: {self.max_pending} tasks already in flight (max_pending)"
                 results[task.id] = failed(task, self.name, message)
                 continue
-            pending[self.actors[next(self._next)].run.remote(task)] = task
+            pending[self.actors[next(self._next)].run.remote(task, self._agent)] = task
         while pending:
             self._collect(next(iter(pending)), pending, results)
         return merge(len(tasks), errors, [results[t.id] for t in valid])
@@ -155,3 +178,54 @@ class RayAgent(Agent):
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
+
+
+def _check_backpressure(max_pending: int, when_full: str) -> None:
+    if when_full not in ("wait", "error"):
+        raise ValueError(f"when_full must be 'wait' or 'error', got {when_full!r}")
+    if max_pending < 1:
+        raise ValueError(f"max_pending must be >= 1, got {max_pending!r}")
+
+
+def _start_actors(
+    specs: list[AgentSpec],
+    replicas: int,
+    num_cpus: float,
+    num_gpus: float,
+    max_concurrency: int,
+    max_batch_size: int,
+    max_wait_ms: float,
+    max_retries: int,
+    address: str | None,
+    startup_timeout_s: float,
+) -> list[Any]:
+    """Start ``replicas`` actors hosting ``specs`` and wait until every one has its models."""
+    import ray
+
+    from agents.runtime.actor import AgentActor
+
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas!r}")
+    ensure_ray(address)
+    remote = ray.remote(AgentActor).options(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        max_concurrency=max_concurrency,
+        max_restarts=max_retries,
+        max_task_retries=max_retries,
+    )
+    threads = max(1, int(num_cpus))
+    hosted = specs[0] if len(specs) == 1 else specs
+    actors = [remote.remote(hosted, max_batch_size, max_wait_ms, threads) for _ in range(replicas)]
+    try:  # wait until every replica has loaded its model
+        ray.get([a.info.remote() for a in actors], timeout=startup_timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        names = [spec.name for spec in specs]
+        raise RuntimeError(
+            f"agent(s) {names}: {replicas} replica(s) with num_cpus={num_cpus}, "
+            f"num_gpus={num_gpus} not ready after {startup_timeout_s} s; free resources "
+            f"now: {ray.available_resources()} (shut down other agents or ask for less)"
+        ) from None
+    return actors
