@@ -27,7 +27,7 @@ from agents import tracking
 from agents.models.sources import DEFAULT_ENCODER, resolve
 from finetune.batches import bucketed, by_length
 from finetune.data import DataError, LabelledTexts
-from finetune.loop import TrainConfig, TrainReport, fit
+from finetune.loop import CHECKPOINT_DIR, TrainConfig, TrainReport, fit
 
 
 @dataclass
@@ -178,7 +178,7 @@ def train_classifier(
             loss=loss,
             config=config,
             validate=validate if len(validation) else None,
-            checkpoint_dir=output / "checkpoint",
+            checkpoint_dir=output / CHECKPOINT_DIR,
             fingerprint={"recipe": "classifier", **asdict(settings), "rows": len(train)},
             description=f"LoRA {resolve(settings.base).name}",
             progress=progress,
@@ -200,9 +200,13 @@ def train_classifier(
             extra={"validation_accuracy": accuracy, "train_seconds": report.seconds},
             layers=settings.layers,
         )
-        tracking.log_metrics({"final_val_accuracy": accuracy or 0.0}, step=report.steps)
+        if accuracy is not None:
+            tracking.log_metrics({"val_accuracy": accuracy, "final_val_accuracy": accuracy},
+                                 step=report.steps)  # fmt: skip
         tracking.log_dict(confusion, "confusion.json")
-        tracking.log_artifact(output, "classifier")
+        for path in sorted(output.iterdir()):  # the model, not the resumable checkpoint
+            if path.name != CHECKPOINT_DIR:
+                tracking.log_artifact(path, "classifier")
         version = tracking.register_model(register_as or f"classifier-{output.name}", "classifier")
     return ClassifierResult(
         output,
@@ -266,6 +270,8 @@ def _build(settings: ClassifierSettings, labels: list[str]) -> tuple[Any, Any]:
 def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    from agents.models.pooled import quiet_peft_warnings
+
     present = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
     missing = [m for m in settings.target_modules if m not in present]
     if missing:
@@ -279,7 +285,8 @@ def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:
         target_modules=list(settings.target_modules),
         lora_dropout=0.0,
     )
-    return get_peft_model(encoder, config)
+    with quiet_peft_warnings():
+        return get_peft_model(encoder, config)
 
 
 def _init_head_from_centroids(model: Any, enc: Encoded, y: Any, num_labels: int) -> None:

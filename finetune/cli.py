@@ -61,7 +61,9 @@ def finetune_classifier(
     learning_rate: float = typer.Option(2e-3),
     rank: int = typer.Option(16, min=1, help="LoRA rank."),
     max_length: int = typer.Option(64, min=8, help="Tokens per text; longer ones are cut."),
-    max_minutes: float = typer.Option(None, help="Stop training after this many minutes."),
+    max_minutes: float = typer.Option(
+        None, help="Stop after this many minutes of training in all (raise it to resume)."
+    ),
     max_steps: int = typer.Option(None, help="Stop after this many optimizer steps."),
     seed: int = typer.Option(0),
     track: bool = typer.Option(True, help="Log the run to MLflow."),

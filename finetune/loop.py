@@ -17,6 +17,7 @@ validation function. The loop does the rest:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -28,6 +29,7 @@ from typing import Any
 
 from agents import tracking
 
+CHECKPOINT_DIR = "checkpoint"  # recipes keep it inside their output directory
 CHECKPOINT_FILE = "checkpoint.pt"
 # Settings that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = {"max_minutes", "max_steps", "checkpoint_minutes", "threads"}
@@ -35,6 +37,9 @@ RESUMABLE_CHANGES = {"max_minutes", "max_steps", "checkpoint_minutes", "threads"
 
 @dataclass
 class TrainConfig:
+    """Loop settings. ``max_minutes`` bounds the whole training, including the time spent before
+    an interruption: to continue a run stopped by its budget, raise it."""
+
     epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 2e-3
@@ -177,6 +182,8 @@ def fit(
         save()  # resumable from exactly here
     elif path is not None and path.exists():
         path.unlink()  # finished: the saved model is the result, the checkpoint is stale
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only if empty
     if state.best_state is not None:
         with torch.no_grad():
             for name, tensor in state.best_state.items():

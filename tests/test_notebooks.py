@@ -26,7 +26,6 @@ SMALL: dict[str, dict[str, object]] = {
         "N_TEST_PER_LABEL": 4,
         "EPOCHS": 2,
         "BATCH_SIZE": 8,
-        "MAX_MINUTES": 5.0,
     },
 }
 # Text that must appear in a notebook's outputs (evidence it did the real thing).

@@ -104,7 +104,13 @@ class EncoderClassifier(Model):
         import torch
         from transformers import AutoConfig, AutoModel
 
-        from agents.models.pooled import INT8_FILE, PooledClassifier, keep_first_layers, load_head
+        from agents.models.pooled import (
+            INT8_FILE,
+            PooledClassifier,
+            keep_first_layers,
+            load_head,
+            quiet_peft_warnings,
+        )
 
         encoder_format = meta.get("encoder", "lora")
         self.resolved = resolve(meta["base_model"] if encoder_format == "lora" else str(directory))
@@ -121,9 +127,11 @@ class EncoderClassifier(Model):
                 from peft import PeftModel
 
                 base = AutoModel.from_pretrained(self.resolved.location)
+                base.pooler = None  # as in training: PooledClassifier has no [CLS] pooler
                 if meta.get("layers"):
                     base = keep_first_layers(base, int(meta["layers"]))
-                encoder = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
+                with quiet_peft_warnings():
+                    encoder = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
             else:
                 encoder = AutoModel.from_pretrained(str(directory))
             model = PooledClassifier(encoder, len(self.labels))

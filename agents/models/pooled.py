@@ -11,6 +11,8 @@ This module imports torch at import time; :mod:`agents.models.classifier` import
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import Any
 
 import torch
@@ -89,3 +91,12 @@ def keep_first_layers(encoder: nn.Module, layers: int) -> nn.Module:
             encoder.config.num_hidden_layers = layers
             return encoder
     raise ValueError(f"cannot find the transformer blocks of {type(encoder).__name__}")
+
+
+@contextlib.contextmanager
+def quiet_peft_warnings():
+    """PEFT calls a transformers method that transformers 5 deprecates (a FutureWarning about
+    ``is_gradient_checkpointing`` on every adapter load); it is not ours to fix or to show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield

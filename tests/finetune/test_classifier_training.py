@@ -137,9 +137,12 @@ def test_the_run_is_tracked_and_registered(tickets_train, tmp_path, mlflow_store
     assert run.data.params["settings.rank"] == "4" and run.data.params["train_rows"] == "36"
     client = MlflowClient()
     history = [m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-    assert len(history) == 2  # before training (prototype start) and after epoch 1
+    assert len(history) == 3  # the centroid start, epoch 1, and the saved model's accuracy
+    assert history[-1] == result.accuracy
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion.json", "classifier"} <= artifacts
+    saved = {a.path for a in client.list_artifacts(run.info.run_id, "classifier")}
+    assert "classifier/head.safetensors" in saved and "classifier/checkpoint" not in saved
     version = client.get_model_version("ticket-router", "1")
     assert version.run_id == run.info.run_id
 
