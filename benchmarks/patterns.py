@@ -6,7 +6,7 @@ requests to it.
 The two tiers (both real, both trained here by ``finetune``, both run on this CPU):
 
 * **small**: a 3-block MiniLM student (the first 3 of all-minilm-l6-v2's 6 transformer blocks),
-  distilled from the strong tier for ``--student-minutes``. About half the compute per text.
+  distilled from the strong tier for ``--student-steps``. About half the compute per text.
 * **strong**: all-minilm-l6-v2 (6 blocks) with a LoRA adapter, ``finetune classifier`` recipe.
 
 Offline there is no larger model that is stronger on this task, so "strong" is the fine-tuned
@@ -57,12 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strong", type=Path, help="reuse a trained strong classifier dir")
     parser.add_argument("--small", type=Path, help="reuse a trained small classifier dir")
     parser.add_argument("--calibration-rows", type=int, default=1000)
-    parser.add_argument("--student-minutes", type=float, default=3.0)
+    parser.add_argument("--student-steps", type=int, default=600)
     parser.add_argument("--test-rows", type=int, default=None)
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     if args.quick:
-        args.calibration_rows, args.student_minutes = 300, 0.3
+        args.calibration_rows, args.student_steps = 300, 40
         args.test_rows = args.test_rows or 300
         if args.output == RESULT:
             args.output = RESULT.with_name("patterns.quick.json")
@@ -106,7 +106,7 @@ def train_tiers(args: argparse.Namespace, train: Any, work: Path) -> tuple[Path,
         started = time.perf_counter()
         result = distill_classifier(
             train, small, str(strong), settings=ClassifierSettings(layers=3),
-            config=TrainConfig(epochs=10, max_minutes=args.student_minutes, patience=10),
+            config=TrainConfig(epochs=10, max_steps=args.student_steps, patience=10),
             progress=False, track=False,
         )  # fmt: skip
         facts["small_train_seconds"] = round(time.perf_counter() - started, 1)
