@@ -1,0 +1,72 @@
+"""Team specs: bad fields are named with their allowed values; a good spec builds a real team."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.teamspec import TeamSpecError, load_team_spec
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+GOOD = """
+name: desk
+agents:
+  router: {kind: classifier, model: all-minilm-l6-v2, labels_file: departments.yaml}
+  backup: {kind: classifier, model: all-minilm-l6-v2, labels: [cards, transfers]}
+flow:
+  cascade: {small: router, large: backup, threshold: 0.3}
+input: {text_column: text, label_column: department}
+"""
+CASCADE = "cascade: {small: router, large: backup, threshold: 0.3}"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "departments.yaml").write_text(
+        (EXAMPLES / "banking77_departments.yaml").read_text()
+    )
+    path = tmp_path / "team.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("kind: classifier, model", "kind: classifer, model"),
+         "agents.router.kind: Input should be 'llm' or 'classifier'"),
+        (("small: router", "small: rooter"),
+         "flow.cascade.small: no agent 'rooter'; agents are ['backup', 'router']"),
+        (("threshold: 0.3", "threshold: 3"),
+         "flow.cascade.threshold: Input should be less than or equal to 1"),
+        (("input: {", "input: {colour: red, "), "input.colour: Extra inputs are not permitted"),
+        ((CASCADE, "agent: router\n  pipeline: [router]"),
+         "give exactly one of agent, cascade, route, pipeline"),
+        (("labels_file: departments.yaml", "labels_file: nowhere.yaml"),
+         "agents.router.labels_file: no file nowhere.yaml"),
+    ],
+)  # fmt: skip
+def test_bad_specs_name_the_field(tmp_path, change, message):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(TeamSpecError, match="team.yaml: ") as error:
+        load_team_spec(path)
+    assert message in str(error.value)
+
+
+def test_unreadable_files_are_named(tmp_path):
+    with pytest.raises(TeamSpecError, match="no such file"):
+        load_team_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agents: [unclosed")
+    with pytest.raises(TeamSpecError, match="bad.yaml: not readable YAML"):
+        load_team_spec(bad)
+
+
+def test_a_good_spec_builds_a_team_that_routes_real_tickets(tmp_path):
+    spec = load_team_spec(write(tmp_path, GOOD))
+    team, entry = spec.build()
+    assert sorted(team) == ["backup", "router"]
+    [result] = entry.run_batch(["I lost my card yesterday, please block it"])
+    assert result.ok and result.path[0].agent == "router"
+    assert result.output in {"cards", "transfers"}  # either tier answered with its own labels
+    assert spec.input.label_column == "department"
