@@ -215,3 +215,7 @@ def compress_prune(
     except ValueError as exc:
         raise fail(str(exc)) from None
     _summary(f"Pruned classifier saved to {output}", report, json_out)
+
+
+# The causal SFT commands live in their own module; importing it registers them on these apps.
+import finetune.cli_sft  # noqa: E402, F401
