@@ -150,11 +150,39 @@ class LLMAgent(Agent):
         return merge(len(tasks), errors, results)
 
 
-class ClassifierAgent(Agent):
-    """An encoder classifier in a role: the output is the label, confidence its probability."""
+CONFIDENCE_MEASURES = ("probability", "margin")
 
-    def __init__(self, name: str, model: Any, *, prices: PriceTable = DEFAULT_TABLE):
-        self.name, self.model, self.prices = name, model, prices
+
+def classifier_confidence(probabilities: dict[str, float], measure: str) -> float:
+    """``probability``: the top label's probability. ``margin``: top minus runner-up, which
+    ranks "torn between two intents" as unsure even when both are likely (a better escalation
+    signal for cascades over many similar labels)."""
+    if measure not in CONFIDENCE_MEASURES:
+        raise ValueError(f"confidence must be one of {CONFIDENCE_MEASURES}, got {measure!r}")
+    top = sorted(probabilities.values(), reverse=True)[:2]
+    if not top:
+        return 0.0
+    return top[0] - (top[1] if len(top) > 1 and measure == "margin" else 0.0)
+
+
+class ClassifierAgent(Agent):
+    """An encoder classifier in a role: the output is the label, confidence its probability
+    (or, with ``confidence="margin"``, the lead of the top label over the runner-up)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        *,
+        prices: PriceTable = DEFAULT_TABLE,
+        confidence: str = "probability",
+    ):
+        if confidence not in CONFIDENCE_MEASURES:
+            raise ValueError(
+                f"agent {name!r}: confidence must be one of {CONFIDENCE_MEASURES}, "
+                f"got {confidence!r}"
+            )
+        self.name, self.model, self.prices, self.measure = name, model, prices, confidence
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)
@@ -166,10 +194,13 @@ class ClassifierAgent(Agent):
         results = []
         for task, pred in zip(valid, preds, strict=True):
             tokens = len(task.text.split())  # word count: a cheap, stable proxy for input tokens
+            confidence = pred.confidence
+            if self.measure != "probability" and pred.ok:
+                confidence = classifier_confidence(pred.probabilities, self.measure)
             step = Step(
                 agent=self.name,
                 output=pred.label,
-                confidence=pred.confidence,
+                confidence=confidence,
                 model=self.model.name,
                 prompt_tokens=tokens,
                 cost=self.prices.cost(self.model.name, tokens, 0),
@@ -180,9 +211,7 @@ class ClassifierAgent(Agent):
             )
             meta = {**task.meta, "probabilities": pred.probabilities}
             results.append(
-                Result(
-                    task.id, pred.label, pred.confidence, [step], end - start, pred.error, meta=meta
-                )
+                Result(task.id, pred.label, confidence, [step], end - start, pred.error, meta=meta)
             )
         return merge(len(tasks), errors, results)
 

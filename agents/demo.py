@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field
 
 from agents import tracking
+from agents.specialists.support_router import load_departments
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -40,14 +40,6 @@ class DemoResult:
     replies: list[dict[str, Any]] = field(default_factory=list)
     receipt: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def load_departments(path: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(department -> description, intent -> department) from the grouping YAML."""
-    spec = yaml.safe_load(path.read_text())
-    descriptions = {dept: body["description"] for dept, body in spec.items()}
-    intent_to_dept = {intent: dept for dept, body in spec.items() for intent in body["intents"]}
-    return descriptions, intent_to_dept
 
 
 def receipt_text(record: dict[str, Any]) -> str:

@@ -45,6 +45,7 @@ class AgentEntry(_Strict):
     adapter: str | None = None
     adapters: dict[str, str] = Field(default_factory=dict)
     quantize: Literal["int8"] | None = None
+    confidence: Literal["probability", "margin"] = "probability"
     device: str = "auto"
 
 

@@ -20,9 +20,10 @@ compute: small 0.0025, strong 0.005 (the default price of MiniLM).
 
 Configurations, each run through the real pattern agents in-process:
 small only, strong only, Route (a rule: longer tickets to the strong tier, the length cut
-calibrated to 30% of the calibration sample), Cascade calibrated to 30% escalated, Cascade
-calibrated to reach the strong tier's calibration accuracy. Plus a threshold sweep drawn as a
-cost-accuracy curve (``benchmarks/results/patterns.png``).
+calibrated to 30% of the calibration sample), and Cascades calibrated to 30% escalated and to
+reach the strong tier's calibration accuracy, each with two confidence measures of the small
+tier: its top probability, and its margin (top probability minus the runner-up's). Plus
+threshold sweeps drawn as cost-accuracy curves (``benchmarks/results/patterns.png``).
 
 Run: ``.venv/bin/python benchmarks/patterns.py`` (about 8 minutes on a quiet machine; pass
 ``--strong DIR --small DIR`` to reuse trained tiers) or ``--quick`` (not for quoting).
@@ -59,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calibration-rows", type=int, default=1000)
     parser.add_argument("--student-steps", type=int, default=600)
     parser.add_argument("--test-rows", type=int, default=None)
+    parser.add_argument("--keep", type=Path, help="train the tiers into this folder and keep them")
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args(argv)
     if args.quick:
@@ -114,7 +116,9 @@ def train_tiers(args: argparse.Namespace, train: Any, work: Path) -> tuple[Path,
     return small, strong, facts
 
 
-def agents(small_dir: Path, strong_dir: Path) -> tuple[Any, Any]:
+def agents(small_dir: Path, strong_dir: Path) -> tuple[Any, Any, Any]:
+    """The small tier twice (confidence = top probability, and = margin over the runner-up;
+    one model) and the strong tier."""
     from agents.agent import ClassifierAgent
     from agents.models import EncoderClassifier
     from agents.pricing import PriceTable
@@ -126,8 +130,9 @@ def agents(small_dir: Path, strong_dir: Path) -> tuple[Any, Any]:
     )
     small_model.name, strong_model.name = "minilm-3-blocks", "minilm-lora"
     small = ClassifierAgent("small", small_model, prices=prices)
+    small_margin = ClassifierAgent("small", small_model, prices=prices, confidence="margin")
     strong = ClassifierAgent("strong", strong_model, prices=prices)
-    return small, strong
+    return small, small_margin, strong
 
 
 def run(agent: Any, data: Any, batch: int = 64) -> tuple[list[Any], float, float | None]:
@@ -176,8 +181,14 @@ def calibrate_length(calibration: Any, share: float) -> int:
     return max(lengths)
 
 
-def sweep(small_cal: list, strong_cal: list, calibration: Any) -> tuple[list, list, list]:
-    conf = [r.confidence if r.ok else 0.0 for r in small_cal]
+def sweep(
+    small_cal: list, strong_cal: list, calibration: Any, measure: str = "probability"
+) -> tuple[list, list, list]:
+    from agents.agent import classifier_confidence
+
+    conf = [
+        classifier_confidence(r.meta["probabilities"], measure) if r.ok else 0.0 for r in small_cal
+    ]
     small_ok = [r.output == y for r, y in zip(small_cal, calibration.labels, strict=True)]
     strong_ok = [r.output == y for r, y in zip(strong_cal, calibration.labels, strict=True)]
     return conf, small_ok, strong_ok
@@ -199,15 +210,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "test": test.source, "test_rows": len(test)}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         console.print("training the tiers (skipped for --strong/--small)")
-        small_dir, strong_dir, results["training"] = train_tiers(args, train, Path(tmp))
-        small, strong = agents(small_dir, strong_dir)
+        work = args.keep or Path(tmp)
+        small_dir, strong_dir, results["training"] = train_tiers(args, train, work)
+        small, small_margin, strong = agents(small_dir, strong_dir)
         console.print("calibrating on the held-out training sample")
         small_cal, _, _ = run(small, calibration)
         strong_cal, _, _ = run(strong, calibration)
-        conf, small_ok, strong_ok = sweep(small_cal, strong_cal, calibration)
-        strong_cal_acc = sum(strong_ok) / len(strong_ok)
-        t_share = calibrate_threshold(conf, small_ok, strong_ok, target_share=SHARE_GOAL)
-        t_acc = calibrate_threshold(conf, small_ok, strong_ok, target_accuracy=strong_cal_acc)
+        strong_cal_acc = None
+        cascades, thresholds = {}, {}
+        for measure, small_agent in (("probability", small), ("margin", small_margin)):
+            conf, small_ok, strong_ok = sweep(small_cal, strong_cal, calibration, measure)
+            strong_cal_acc = sum(strong_ok) / len(strong_ok)
+            t_share = calibrate_threshold(conf, small_ok, strong_ok, target_share=SHARE_GOAL)
+            t_acc = calibrate_threshold(conf, small_ok, strong_ok, target_accuracy=strong_cal_acc)
+            thresholds[measure] = {"for_30_percent": t_share, "for_strong_accuracy": t_acc}
+            cascades[f"cascade, {measure} @ {t_share:.3f} (30% target)"] = Cascade(
+                small_agent, strong, threshold=t_share
+            )
+            cascades[f"cascade, {measure} @ {t_acc:.3f} (strong-accuracy target)"] = Cascade(
+                small_agent, strong, threshold=t_acc
+            )
         rule = LengthRule(calibrate_length(calibration, SHARE_GOAL))
         router = FunctionAgent("length-rule", lambda task: (rule.label(task.text), 1.0))
         configurations = {
@@ -216,10 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"route: > {rule.words} words to strong": Route(
                 router, {"small": small, "strong": strong}
             ),
-            f"cascade @ {t_share:.3f} (30% target)": Cascade(small, strong, threshold=t_share),
-            f"cascade @ {t_acc:.3f} (strong-accuracy target)": Cascade(
-                small, strong, threshold=t_acc
-            ),
+            **cascades,
         }
         rows = []
         for name, agent in configurations.items():
@@ -228,18 +247,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows.append(score(name, out, test, seconds, others))
         results["configurations"] = rows
         results["calibration"] = {
-            "strong_accuracy": round(strong_cal_acc, 4),
-            "threshold_for_30_percent": t_share,
-            "threshold_for_strong_accuracy": t_acc,
+            "strong_accuracy": round(strong_cal_acc or 0.0, 4),
+            "thresholds": thresholds,
             "length_rule_words": rule.words,
         }
         small_test, _, _ = run(small, test)
         strong_test, _, _ = run(strong, test)
-        t_conf, t_small_ok, t_strong_ok = sweep(small_test, strong_test, test)
         levels = sorted({round(x / 40, 3) for x in range(41)})
-        results["curve"] = [
-            evaluate_threshold(t_conf, t_small_ok, t_strong_ok, t) for t in levels
-        ]  # test-set curve: for the plot only; thresholds above come from calibration
+        results["curves"] = {}
+        for measure in ("probability", "margin"):
+            t_conf, t_small_ok, t_strong_ok = sweep(small_test, strong_test, test, measure)
+            results["curves"][measure] = [
+                evaluate_threshold(t_conf, t_small_ok, t_strong_ok, t) for t in levels
+            ]  # test-set curves: for the plot only; thresholds above come from calibration
     results["goal"] = goal(rows)
     draw(results, args.output.with_suffix(".png"))
     finish(results, started, print_report, args.output)
@@ -265,11 +285,14 @@ def draw(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = results["curve"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     price = {name: p["input_per_million"] for name, p in PRICES.items()}
-    relative = [1 + c["escalated"] * price["minilm-lora"] / price["minilm-3-blocks"] for c in curve]
-    left.plot([c["escalated"] for c in curve], [c["accuracy"] for c in curve], "-o", ms=3)
+    for measure, curve in results["curves"].items():
+        xs, ys = [c["escalated"] for c in curve], [c["accuracy"] for c in curve]
+        left.plot(xs, ys, "-o", ms=3, label=f"confidence: {measure}")
+    strong = next(r for r in results["configurations"] if r["configuration"] == "strong only")
+    left.axhline(strong["accuracy"], color="grey", ls="--", lw=0.8)
+    left.legend(fontsize=8, loc="lower right")
     left.set_xlabel("share escalated to the strong tier")
     left.set_ylabel("test accuracy")
     left.axvline(SHARE_GOAL, color="grey", ls=":")
@@ -284,7 +307,11 @@ def draw(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     results["plot"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-    results["relative_cost_curve"] = [round(x, 3) for x in relative]
+    ratio = price["minilm-lora"] / price["minilm-3-blocks"]
+    results["relative_cost_curves"] = {
+        measure: [round(1 + c["escalated"] * ratio, 3) for c in curve]
+        for measure, curve in results["curves"].items()
+    }
 
 
 def print_report(results: dict[str, Any]) -> None:

@@ -45,6 +45,18 @@ def test_classifier_agent_returns_label_confidence_and_probabilities(router):
     assert r.path[0].cost > 0
 
 
+def test_margin_confidence_is_the_lead_over_the_runner_up(router):
+    texts = ["my card is lost", "I want to know something"]
+    plain = ClassifierAgent("router", router).run_batch(texts)
+    margin = ClassifierAgent("router", router, confidence="margin").run_batch(texts)
+    for p, m in zip(plain, margin, strict=True):
+        first, second = sorted(p.meta["probabilities"].values(), reverse=True)[:2]
+        assert m.output == p.output and m.confidence == pytest.approx(first - second)
+        assert m.path[0].confidence == m.confidence < p.confidence
+    with pytest.raises(ValueError, match="confidence must be one of"):
+        ClassifierAgent("router", router, confidence="entropy")
+
+
 def test_function_agent_turns_exceptions_into_error_results():
     def rule(task: Task):
         if "boom" in task.text:

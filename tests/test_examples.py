@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.demo import load_departments
+from agents.specialists.support_router import load_departments
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -29,6 +29,7 @@ class AgentSpec:
     adapter: str | None = None  # adapter this agent uses
     adapters: dict[str, str] = field(default_factory=dict)  # adapters to load: name -> path
     labels: list[str] | dict[str, str] | None = None  # zero-shot classifier labels
+    confidence: str = "probability"  # classifiers: "probability" or "margin" (top minus second)
     quantize: str | None = None
     device: str = "auto"
     batch_size: int = 16
@@ -46,7 +47,7 @@ class AgentSpec:
 
     def build(self) -> Agent:
         if self.kind == "classifier":
-            return ClassifierAgent(self.name, self._classifier())
+            return ClassifierAgent(self.name, self._classifier(), confidence=self.confidence)
         lm = self._causal()
         for adapter, path in self.adapters.items():
             if adapter not in lm.adapters:
