@@ -1,4 +1,5 @@
-"""The ``slm-agents`` command line: models, generate, classify, demo; finetune, compress, evaluate.
+"""The ``slm-agents`` command line: run, models, generate, classify, demo; finetune, compress,
+evaluate.
 
 Heavy libraries load inside each command, so ``slm-agents --help`` answers at once.
 """
@@ -256,6 +257,10 @@ def demo(
             f"MLflow run [bold]{result.run_id}[/] in {tracker.tracking_uri}; browse it with "
             f"`mlflow ui --backend-store-uri {tracker.tracking_uri}`"
         )
+
+
+# The main job lives in its own module; importing it registers `slm-agents run` on this app.
+import agents.cli_run  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -13,7 +13,14 @@ and the allowed values, or the agent name that does not exist. Example::
 
 ``flow`` is exactly one of ``agent: NAME``, ``cascade: {small, large, threshold}``,
 ``route: {router, routes: {label: NAME}, default}`` or ``pipeline: [NAME, ...]``.
-Relative paths (``labels_file``, adapters) are read relative to the spec file.
+Relative paths (``labels_file``, ``departments_file``, adapters, ``schema_file``) are read
+relative to the spec file; ``model`` too when such a file or folder exists.
+
+Agent kinds: ``llm`` and ``classifier`` (plain agents), the specialists ``support-router``
+(needs ``departments_file``), ``extractor`` (``json_schema`` or ``schema_file``, optional
+``adapter_dir`` and ``hooks``), ``coder`` (``max_repairs``, ``limits``), and ``planner``
+(``specialists``: the names it may call). ``hosting: {ray: true, num_cpus, replicas, ...}``
+hosts every agent but the planner as a Ray actor.
 """
 
 from __future__ import annotations
@@ -33,8 +40,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+KIND_FIELDS = {
+    "support-router": {"departments_file", "threshold", "temperature"},
+    "extractor": {"schema_file", "adapter_dir", "hooks"},
+    "coder": {"max_repairs", "limits"},
+    "planner": {"specialists", "descriptions", "max_steps", "compose"},
+}
+REQUIRED = {"support-router": ("departments_file",), "planner": ("specialists",)}
+
+
 class AgentEntry(_Strict):
-    kind: Literal["llm", "classifier"]
+    kind: Literal["llm", "classifier", "support-router", "extractor", "coder", "planner"]
     model: str
     prompt: str = "{text}"
     system: str | None = None
@@ -47,6 +63,58 @@ class AgentEntry(_Strict):
     quantize: Literal["int8"] | None = None
     confidence: Literal["probability", "margin"] = "probability"
     device: str = "auto"
+    tier: Literal["slm", "llm"] = "slm"  # for the job summary; planners default to "llm"
+    # specialists (each only for its kind; see KIND_FIELDS)
+    departments_file: str | None = None
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    temperature: float | None = Field(None, gt=0.0)
+    schema_file: str | None = None
+    adapter_dir: str | None = None
+    hooks: dict[str, Literal["date", "amount"]] | None = None
+    max_repairs: int | None = Field(None, ge=0, le=10)
+    limits: dict[str, float] | None = None
+    specialists: list[str] | None = Field(None, min_length=1)
+    descriptions: dict[str, str] | None = None
+    max_steps: int | None = Field(None, ge=1, le=16)
+    compose: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _planners_are_the_llm_tier(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "planner" and "tier" not in data:
+            data = {**data, "tier": "llm"}
+        return data
+
+    @model_validator(mode="after")
+    def _fields_fit_the_kind(self) -> AgentEntry:
+        for kind, names in KIND_FIELDS.items():
+            stray = sorted(n for n in names if getattr(self, n) is not None and self.kind != kind)
+            if stray:
+                raise ValueError(f"{stray} only apply to kind {kind!r}, not {self.kind!r}")
+        missing = [n for n in REQUIRED.get(self.kind, ()) if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"kind {self.kind!r} needs {missing}")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """This kind's own settings that were given (None means: the class default)."""
+        return {
+            n: getattr(self, n)
+            for n in sorted(KIND_FIELDS.get(self.kind, ()))
+            if getattr(self, n) is not None
+        }
+
+
+class Hosting(_Strict):
+    """Where agents run: in this process (default) or as Ray actors."""
+
+    ray: bool = False
+    address: str | None = None
+    replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(1, gt=0)
+    num_gpus: float = Field(0, ge=0)
+    max_batch_size: int = Field(16, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
 
 
 class CascadeFlow(_Strict):
@@ -96,6 +164,7 @@ class InputSpec(_Strict):
     text_column: str = "text"
     id_column: str = "id"
     label_column: str | None = None
+    label_field: str | None = None  # which field of a dict output to compare with the label
 
 
 class TeamSpec(_Strict):
@@ -104,19 +173,26 @@ class TeamSpec(_Strict):
     flow: Flow
     input: InputSpec = Field(default_factory=InputSpec)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    hosting: Hosting = Field(default_factory=Hosting)
     source: Path | None = Field(None, exclude=True)
 
-    def build(self) -> tuple[Any, Any]:
-        """(Team of the named agents, the entry Agent the flow describes). Loads the models."""
+    def build(self, address: str | None = None) -> tuple[Any, Any]:
+        """(Team of the named agents, the entry Agent the flow describes). Loads the models.
+
+        ``address`` (a Ray address) hosts the agents on Ray, as ``hosting.ray: true`` does.
+        """
         from agents.patterns import Cascade, Pipeline, Route
         from agents.pricing import PriceTable
-        from agents.runtime.spec import AgentSpec
         from agents.team import Team
 
         PriceTable(self.prices)  # validated here, before any model loads
         base = self.source.parent if self.source else Path.cwd()
-        team = Team({name: AgentSpec(**self._spec_args(name, e, base)).build()
-                     for name, e in self.agents.items()})  # fmt: skip
+        agents = {name: self._build_agent(name, e, base, address)
+                  for name, e in self.agents.items() if e.kind != "planner"}  # fmt: skip
+        for name, entry in self.agents.items():
+            if entry.kind == "planner":
+                agents[name] = self._planner(name, entry, base, agents)
+        team = Team(agents)
         flow = self.flow
         if flow.agent:
             return team, team[flow.agent]
@@ -129,16 +205,54 @@ class TeamSpec(_Strict):
             return team, Route(team[r.router], routes, default=r.default)
         return team, Pipeline([team[name] for name in flow.pipeline or []])
 
+    def _build_agent(self, name: str, entry: AgentEntry, base: Path, address: str | None) -> Any:
+        from agents.runtime.spec import AgentSpec
+
+        spec = AgentSpec(**self._spec_args(name, entry, base))
+        if not (self.hosting.ray or address):
+            return spec.build()
+        from agents.runtime import RayAgent
+
+        h = self.hosting
+        return RayAgent(spec, replicas=h.replicas, num_cpus=h.num_cpus, num_gpus=h.num_gpus,
+                        max_batch_size=h.max_batch_size, max_wait_ms=h.max_wait_ms,
+                        address=address or h.address)  # fmt: skip
+
+    def _planner(self, name: str, entry: AgentEntry, base: Path, agents: dict) -> Any:
+        from agents.runtime.spec import AgentSpec
+        from agents.specialists import Planner
+
+        model = AgentSpec(**self._spec_args(name, entry, base) | {"kind": "llm"})._causal()
+        options = entry.options()
+        specialists = {n: agents[n] for n in options.pop("specialists")}
+        return Planner(model, specialists, name=name, max_new_tokens=entry.max_new_tokens,
+                       **options)  # fmt: skip
+
     @staticmethod
     def _spec_args(name: str, entry: AgentEntry, base: Path) -> dict[str, Any]:
-        args = entry.model_dump(exclude={"labels_file"})
+        args = entry.model_dump(include=AGENT_SPEC_FIELDS)
         if entry.labels_file:
             args["labels"] = _read_labels(base / entry.labels_file)
         args["adapters"] = {k: str(base / v) for k, v in entry.adapters.items()}
         local = base / entry.model
         if local.exists():
             args["model"] = str(local)
+        options = entry.options()
+        if "departments_file" in options:
+            options["departments"] = str(base / options.pop("departments_file"))
+        if "schema_file" in options:
+            options["schema"] = _read_schema(base / options.pop("schema_file"))
+        if "adapter_dir" in options:
+            options["adapter"] = str(base / options.pop("adapter_dir"))
+        if entry.kind != "planner":
+            args["options"] = options
         return {"name": name, **args}
+
+
+AGENT_SPEC_FIELDS = {
+    "kind", "model", "prompt", "system", "json_schema", "max_new_tokens", "labels", "adapter",
+    "adapters", "quantize", "confidence", "device",
+}  # fmt: skip
 
 
 def load_team_spec(path: str | Path) -> TeamSpec:
@@ -170,9 +284,26 @@ def load_team_spec(path: str | Path) -> TeamSpec:
                 f"{path}: agents.{name}.adapter: {entry.adapter!r} is not in its adapters "
                 f"{sorted(entry.adapters)}"
             )
-        if entry.labels_file and not (path.parent / entry.labels_file).exists():
-            raise TeamSpecError(f"{path}: agents.{name}.labels_file: no file {entry.labels_file}")
+        for field in ("labels_file", "departments_file", "schema_file", "adapter_dir"):
+            value = getattr(entry, field)
+            if value and not (path.parent / value).exists():
+                raise TeamSpecError(f"{path}: agents.{name}.{field}: no file {value}")
+        for callee in entry.specialists or []:
+            if callee not in spec.agents or spec.agents[callee].kind == "planner":
+                callable_ = sorted(n for n, e in spec.agents.items() if e.kind != "planner")
+                raise TeamSpecError(
+                    f"{path}: agents.{name}.specialists: no specialist {callee!r}; "
+                    f"it can call {callable_}"
+                )
     return spec
+
+
+def _read_schema(path: Path) -> dict[str, Any]:
+    """A JSON schema from a .json or .yaml file."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML reads JSON too
+    if not isinstance(data, dict):
+        raise TeamSpecError(f"{path}: a JSON schema must be an object")
+    return data
 
 
 def _read_labels(path: Path) -> dict[str, str] | list[str]:

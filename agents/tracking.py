@@ -164,12 +164,25 @@ class Tracker:
     # -------------------------------------------------------------- runs
     @contextlib.contextmanager
     def run(
-        self, name: str | None = None, params: Any = None, tags: dict[str, str] | None = None
+        self,
+        name: str | None = None,
+        params: Any = None,
+        tags: dict[str, str] | None = None,
+        resume: str | None = None,
     ) -> Iterator[str | None]:
-        """Open an MLflow run; yields its id (None when tracking is broken)."""
+        """Open an MLflow run (or reopen the run ``resume``); yields its id (None when tracking
+        is broken). A resumed job reopens its run so the whole job stays one run."""
         import mlflow  # imported here, not at module level: keeps `import agents` light
 
-        started = self._setup() and self._safe(mlflow.start_run, run_name=name, tags=tags)
+        if resume is not None and self._setup():
+            try:
+                mlflow.get_run(resume)
+            except Exception:  # the run is gone (another store?): start a new one
+                resume = None
+        if resume is not None:
+            started = self._safe(mlflow.start_run, run_id=resume)
+        else:
+            started = self._setup() and self._safe(mlflow.start_run, run_name=name, tags=tags)
         if not started:
             yield None
             return
@@ -302,8 +315,13 @@ def flush() -> None:
     _default.flush()
 
 
-def run(name: str | None = None, params: Any = None, tags: dict[str, str] | None = None):
-    return _default.run(name, params, tags)
+def run(
+    name: str | None = None,
+    params: Any = None,
+    tags: dict[str, str] | None = None,
+    resume: str | None = None,
+):
+    return _default.run(name, params, tags, resume)
 
 
 def log_params(config: Any) -> None:

@@ -98,9 +98,9 @@ def load_receipts(path: str | Path) -> list[Receipt]:
     return receipts
 
 
-def receipt_prompt(receipt: Receipt) -> list[dict[str, str]]:
+def receipt_prompt(receipt: Receipt, instruction: str = INSTRUCTION) -> list[dict[str, str]]:
     """The chat prompt for one receipt: used for training and for extraction alike."""
-    return [{"role": "user", "content": f"{INSTRUCTION}\n\n{receipt.text}"}]
+    return [{"role": "user", "content": f"{instruction}\n\n{receipt.text}"}]
 
 
 def receipt_response(fields: dict[str, str]) -> str:

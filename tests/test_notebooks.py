@@ -27,6 +27,8 @@ SMALL: dict[str, dict[str, object]] = {
         "EPOCHS": 2,
         "BATCH_SIZE": 8,
     },
+    "04_support_desk.ipynb": {"N_TICKETS": 8, "MAX_NEW_TOKENS": 120, "CODER_TOKENS": 96},
+    "05_coding_agent.ipynb": {"N_PROBLEMS": 2, "MAX_REPAIRS": 1, "MAX_NEW_TOKENS": 96},
 }
 # Text that must appear in a notebook's outputs (evidence it did the real thing).
 EXPECT: dict[str, list[str]] = {
@@ -37,6 +39,8 @@ EXPECT: dict[str, list[str]] = {
         "registered model version: banking77-router v",
         "routes the same: True",
     ],
+    "04_support_desk.ipynb": ["tickets escalated to the LLM tier", "spans of one trace"],
+    "05_coding_agent.ipynb": ["sandbox stopped an endless loop: ok=False", "pass@1 without repair"],
 }
 
 MISSING = [m.install for m in BUNDLED.values() if bundled_path(m) is None]

@@ -39,6 +39,8 @@ class Generation:
 
     ``confidence`` is the geometric mean of the chosen tokens' probabilities (see
     ``docs/models.md``); ``parsed`` holds the decoded JSON when a schema was requested.
+    ``token_ids[i]`` is the token whose log-probability is ``token_logprobs[i]``, so a caller
+    can tie probabilities to spans of ``text`` (the Extractor's per-field confidence does).
     """
 
     text: str = ""
@@ -49,6 +51,7 @@ class Generation:
     latency_s: float = 0.0
     parsed: Any = None
     error: str | None = None
+    token_ids: list[int] = field(default_factory=list)  # the ids behind token_logprobs
 
     @property
     def ok(self) -> bool:

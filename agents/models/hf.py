@@ -286,6 +286,7 @@ class CausalLM(Model):
         gen = Generation(
             text=text,
             token_logprobs=logprobs[:n],
+            token_ids=ids[:n],
             confidence=math.exp(sum(chosen) / len(chosen)) if chosen else 0.0,
             usage=Usage(prepared.n_tokens, n),
             finish_reason=reason,

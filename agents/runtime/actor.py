@@ -2,7 +2,9 @@
 
 Callers send single tasks; tasks for the same agent that arrive within ``max_wait_ms`` of each
 other go to the model as one batch of up to ``max_batch_size``. The model runs in a worker
-thread so the actor's event loop keeps accepting requests while a batch computes.
+thread so the actor's event loop keeps accepting requests while a batch computes: always the
+same one thread, because each new thread that calls torch gets its own OpenMP thread team, and
+idle teams spin-wait on the cores the next call needs.
 
 Several specs in one actor (``RayAgent.share``) build their models through the per-process
 cache in ``AgentSpec``, so agents on one base model with different LoRA adapters hold one copy
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from agents.result import Result, Task
@@ -46,13 +49,17 @@ class AgentActor:
         self.batches: list[int] = []  # sizes of the batches run, for tests and benchmarks
         self.batches_by_agent: dict[str, list[int]] = {name: [] for name in self.agents}
         self._model_lock = asyncio.Lock()  # one model call at a time (adapters switch per call)
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
 
     async def _run_batch(self, tasks: list[Task], agent: str | None = None) -> list[Result]:
         name = agent or self.default
         async with self._model_lock:
             self.batches.append(len(tasks))
             self.batches_by_agent[name].append(len(tasks))
-            return await asyncio.to_thread(self.agents[name].run_batch, tasks)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._model_thread, self.agents[name].run_batch, tasks
+            )
 
     def _check(self, agent: str | None) -> None:
         if agent is not None and agent not in self.agents:

@@ -13,14 +13,14 @@ from typing import Any
 
 from agents.agent import Agent, ClassifierAgent, LLMAgent
 
-KINDS = ("llm", "classifier")
+KINDS = ("llm", "classifier", "support-router", "extractor", "coder")
 _MODELS: dict[str, Any] = {}
 
 
 @dataclass
 class AgentSpec:
     name: str
-    kind: str  # "llm" or "classifier"
+    kind: str  # "llm", "classifier" or a specialist: "support-router", "extractor", "coder"
     model: str  # bundled name, local path or hub id
     prompt: str = "{text}"
     system: str | None = None
@@ -30,6 +30,7 @@ class AgentSpec:
     adapters: dict[str, str] = field(default_factory=dict)  # adapters to load: name -> path
     labels: list[str] | dict[str, str] | None = None  # zero-shot classifier labels
     confidence: str = "probability"  # classifiers: "probability" or "margin" (top minus second)
+    options: dict[str, Any] = field(default_factory=dict)  # a specialist's own settings
     quantize: str | None = None
     device: str = "auto"
     batch_size: int = 16
@@ -48,6 +49,8 @@ class AgentSpec:
     def build(self) -> Agent:
         if self.kind == "classifier":
             return ClassifierAgent(self.name, self._classifier(), confidence=self.confidence)
+        if self.kind in SPECIALISTS:
+            return SPECIALISTS[self.kind](self)
         lm = self._causal()
         for adapter, path in self.adapters.items():
             if adapter not in lm.adapters:
@@ -82,3 +85,35 @@ class AgentSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _support_router(spec: AgentSpec) -> Agent:
+    from agents.specialists import SupportRouter
+
+    options = dict(spec.options)
+    departments = options.pop("departments")
+    return SupportRouter(
+        spec._classifier(), departments, name=spec.name, confidence=spec.confidence, **options
+    )
+
+
+def _extractor(spec: AgentSpec) -> Agent:
+    from agents.specialists import Extractor
+
+    options = dict(spec.options)
+    return Extractor(
+        options.pop("schema", spec.json_schema),
+        spec._causal(),
+        name=spec.name,
+        max_new_tokens=spec.max_new_tokens,
+        **options,
+    )
+
+
+def _coder(spec: AgentSpec) -> Agent:
+    from agents.specialists import Coder
+
+    return Coder(spec.name, spec._causal(), max_new_tokens=spec.max_new_tokens, **spec.options)
+
+
+SPECIALISTS = {"support-router": _support_router, "extractor": _extractor, "coder": _coder}

@@ -6,7 +6,8 @@ Why a specialist rather than a bare ClassifierAgent: support desks think in depa
 confidence is calibrated, so :meth:`SupportRouter.calibrate` fits a temperature on labelled
 tickets (the usual fix for over- or under-confident softmax scores) and can pick the threshold
 that escalates a target share. A ticket whose confidence is below the threshold, or whose intent
-belongs to no department (out of scope), comes back with ``escalate: True``; wrap the router in
+belongs to no department (out of scope: its confidence is then 0), comes back with
+``escalate: True``; wrap the router in
 a :class:`~agents.patterns.Cascade` to hand those to the LLM tier.
 
 The model is either a classifier trained on intents (``slm-agents finetune classifier``) or a
@@ -127,6 +128,8 @@ class SupportRouter(Agent):
             probabilities = scale(pred.probabilities, self.temperature)
             confidence = classifier_confidence(probabilities, self.measure)
             intent, department = self.route(pred.label)
+            if department == UNASSIGNED:
+                confidence = 0.0  # out of scope: any cascade above this router escalates it
             low = confidence < self.threshold
             escalate = low or department == UNASSIGNED
             step.output, step.confidence = department, confidence

@@ -72,7 +72,8 @@ def test_low_confidence_and_out_of_scope_tickets_escalate(intent_model):
     results = SupportRouter(intent_model, partial).run_batch(texts)
     orphans = [r for r in results if r.output["intent"] not in partial]
     assert orphans and all(
-        r.output["department"] == UNASSIGNED and r.output["escalate"] for r in orphans
+        r.output["department"] == UNASSIGNED and r.output["escalate"] and r.confidence == 0.0
+        for r in orphans
     )
 
 

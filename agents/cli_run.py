@@ -1,0 +1,70 @@
+"""``slm-agents run TEAM.yaml --input FILE --output results.jsonl``: the main job.
+
+Registered on the app of :mod:`agents.cli` (imported at its bottom). Prints live progress and a
+summary table; bad specs and unreadable input files are one red line naming the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from agents.cli import app
+from agents.console import console, fail, quiet_transformers
+
+
+@app.command("run")
+def run_command(
+    team: Path = typer.Argument(..., help="Team spec YAML (see examples/*.yaml)."),
+    input_file: Path = typer.Option(..., "--input", help="Requests: CSV or JSONL."),
+    output: Path = typer.Option(..., help="Results JSONL; run again with it to resume."),
+    address: str = typer.Option(None, help="Ray cluster address; hosts the agents on Ray."),
+    batch_size: int = typer.Option(16, min=1, help="Requests per batch (and per output flush)."),
+    limit: int = typer.Option(None, min=1, help="Only the first N requests of the input."),
+    track: bool = typer.Option(True, help="Log the job to MLflow (one run, a trace per request)."),
+):
+    """Run a team over a file of requests: results appended as they finish, resumable."""
+    from agents.job import run_job
+    from agents.requests_file import RequestsFileError
+    from agents.teamspec import TeamSpecError
+
+    quiet_transformers()
+    try:
+        summary = run_job(
+            team, input_file, output, address=address, batch_size=batch_size, limit=limit,
+            track=track,
+        )  # fmt: skip
+    except (TeamSpecError, RequestsFileError) as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"{team.name}: {summary.requests} requests -> {output}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    rows = {
+        "handled now / already done": f"{summary.processed_now} / "
+        f"{summary.requests - summary.processed_now}",
+        "ok / errors": f"{summary.ok} / {summary.errors}",
+        "accuracy (labelled rows)": _share(summary.accuracy, f" of {summary.labelled}"),
+        "handled by SLMs alone": _share(summary.slm_share),
+        "escalations": str(summary.escalated),
+        "latency p50 / p95": _latency(summary.latency_p50_s, summary.latency_p95_s),
+        "tokens": f"{summary.tokens:,}",
+        "cost (price table)": f"${summary.cost_usd:.6f}",
+        "wall time": f"{summary.seconds:.1f} s",
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    console.print(table)
+    if summary.run_id:
+        console.print(f"MLflow run [bold]{summary.run_id}[/] (one trace per request)")
+
+
+def _share(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.1%}{suffix}"
+
+
+def _latency(p50: float | None, p95: float | None) -> str:
+    if p50 is None or p95 is None:
+        return "-"
+    return f"{p50 * 1000:.0f} ms / {p95 * 1000:.0f} ms"

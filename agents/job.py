@@ -1,0 +1,251 @@
+"""The main job: a team works through a file of requests; results stream to a JSONL file.
+
+``run_job(spec, input, output)`` is what ``slm-agents run`` calls:
+
+- **Resumable.** Each batch's results are appended to ``output`` and flushed to disk before the
+  next batch starts. Run the same command again after an interruption: ids already in the
+  output are skipped (a half-written last line from a kill is dropped first), so the output
+  ends up holding each input exactly once.
+- **Nothing lost.** Bad rows (empty text, wrong encoding, broken JSON) and failed requests are
+  written as records with ``error`` set; the rest of the batch goes on.
+- **One MLflow run** per job, with a trace per request; a resumed job reopens the same run (its
+  id is kept in ``<output>.mlflow-run``). Params: the team spec; metrics: the summary.
+- **Summary** (:class:`JobSummary`) over the whole output file, earlier sessions included:
+  accuracy where labels exist, share handled by SLMs alone, escalations, p50/p95 latency,
+  tokens and cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.requests_file import Request, read_requests
+from agents.result import Result, Task
+
+
+@dataclass
+class JobSummary:
+    output: str
+    requests: int  # rows in the input
+    processed_now: int  # handled in this session (the rest were already in the output)
+    ok: int
+    errors: int
+    labelled: int
+    accuracy: float | None  # over the labelled rows that succeeded
+    slm_share: float | None  # of the successful requests: handled without the LLM tier
+    escalated: int  # requests where a pattern or specialist escalated
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    tokens: int
+    cost_usd: float
+    seconds: float  # wall time of this session
+    run_id: str | None = None
+
+    def metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items() if isinstance(v, int | float)}
+
+
+def run_job(
+    spec_path: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    address: str | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    track: bool = True,
+    progress: bool = True,
+    on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> JobSummary:
+    """Run the team of ``spec_path`` over ``input_path``; append records to ``output_path``."""
+    from tqdm.auto import tqdm
+
+    from agents import tracking
+    from agents.teamspec import load_team_spec
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    started = time.perf_counter()
+    spec = load_team_spec(spec_path)
+    columns = spec.input
+    requests = read_requests(input_path, columns.text_column, columns.id_column,
+                             columns.label_column)[:limit]  # fmt: skip
+    output = Path(output_path)
+    done = completed_ids(output)
+    todo = [r for r in requests if r.id not in done]
+    llm_tier = {name for name, entry in spec.agents.items() if entry.tier == "llm"}
+    run_file = output.with_name(output.name + ".mlflow-run")
+    resume = run_file.read_text().strip() if run_file.exists() and done else None
+    params = {"team": spec.model_dump(mode="json"), "input": str(input_path),
+              "output": str(output), "requests": len(requests)}  # fmt: skip
+    context = tracking.run(f"run:{spec.name}", params=params, resume=resume) if track else None
+    with context or contextlib.nullcontext() as run_id:
+        if run_id:
+            run_file.write_text(run_id)
+        if todo:
+            _team, entry = spec.build(address)
+            bar = tqdm(total=len(requests), initial=len(requests) - len(todo),
+                       desc=f"{spec.name}", unit="req", disable=not progress)  # fmt: skip
+            with output.open("a", encoding="utf-8") as sink:
+                for batch in _chunks(todo, batch_size):
+                    records = _run_batch(entry, batch, llm_tier, columns.label_field, track)
+                    _append(sink, records)
+                    if on_batch is not None:
+                        on_batch(records)
+                    bar.update(len(batch))
+            bar.close()
+        summary = summarise(output, {r.id for r in requests}, len(requests), len(todo))
+        summary.seconds = round(time.perf_counter() - started, 2)
+        summary.run_id = run_id
+        if track:
+            tracking.log_metrics(summary.metrics())
+    return summary
+
+
+def _run_batch(
+    entry: Any, batch: list[Request], llm_tier: set[str], label_field: str | None, track: bool
+) -> list[dict]:
+    """Run the readable requests as one batch; every request gets exactly one record."""
+    from agents import tracking
+
+    readable = [r for r in batch if r.error is None]
+    tasks = [Task(r.text or "", id=r.id, meta=dict(r.meta)) for r in readable]
+    results = entry.run_batch(tasks) if tasks else []
+    if track:
+        tracking.trace_results(results, tasks)
+    by_id = {r.id: (r, res) for r, res in zip(readable, results, strict=True)}
+    records = []
+    for request in batch:
+        if request.id in by_id:
+            records.append(record(*by_id[request.id], llm_tier, label_field))
+        else:
+            records.append({"id": request.id, "input": request.text, "output": None,
+                            "error": request.error, "label": request.label})  # fmt: skip
+    return records
+
+
+def record(
+    request: Request, result: Result, llm_tier: set[str], label_field: str | None = None
+) -> dict[str, Any]:
+    """One output line: the answer, the path, and what it cost."""
+    agents = [s.agent for s in result.path if s.kind != "decision"]
+    out: dict[str, Any] = {
+        "id": request.id,
+        "input": request.text,
+        "output": _jsonable(result.output),
+        "confidence": round(result.confidence, 4),
+        "error": result.error,
+        "label": request.label,
+        "agents": agents,
+        "llm_tier": any(a in llm_tier for a in agents),
+        "escalated": any(s.decision.startswith("escalate") for s in result.path),
+        "latency_s": round(result.latency_s, 4),
+        "tokens": result.tokens,
+        "cost_usd": result.cost,
+        "cost_by_agent": {a: u["cost"] for a, u in result.usage_by_agent().items() if u["cost"]},
+        "trace_id": result.trace_id,
+    }
+    if request.label is not None and result.ok:
+        out["correct"] = str(answer_label(result.output, label_field)) == request.label
+    return out
+
+
+def answer_label(output: Any, field: str | None = None) -> Any:
+    """What to compare with a label: a dict output's ``field`` (default: the first of ``label``,
+    ``intent``, ``department``, ``answer`` it has), or the output itself."""
+    if isinstance(output, dict):
+        if field is not None:
+            return output.get(field)
+        for key in ("label", "intent", "department", "answer"):
+            if key in output:
+                return output[key]
+    return output
+
+
+def completed_ids(output: Path) -> set[str]:
+    """Ids already written to ``output``; a half-written last line is cut off first."""
+    if not output.exists():
+        return set()
+    data = output.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):  # killed mid-write: drop the partial line
+        with output.open("r+b") as f:
+            f.truncate(end)
+        data = data[:end]
+    ids = set()
+    for line in data.splitlines():
+        try:
+            ids.add(str(json.loads(line)["id"]))
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            continue
+    return ids
+
+
+def summarise(output: Path, wanted: set[str], requests: int, processed_now: int) -> JobSummary:
+    """The summary over the records of ``output`` that belong to this input."""
+    records = [r for r in _read_records(output) if r.get("id") in wanted]
+    ok = [r for r in records if not r.get("error")]
+    labelled = [r for r in ok if "correct" in r]
+    latencies = sorted(r["latency_s"] for r in ok if "latency_s" in r)
+    return JobSummary(
+        output=str(output),
+        requests=requests,
+        processed_now=processed_now,
+        ok=len(ok),
+        errors=len(records) - len(ok),
+        labelled=len(labelled),
+        accuracy=round(sum(r["correct"] for r in labelled) / len(labelled), 4)
+        if labelled
+        else None,
+        slm_share=round(sum(not r["llm_tier"] for r in ok) / len(ok), 4) if ok else None,
+        escalated=sum(bool(r.get("escalated")) for r in ok),
+        latency_p50_s=_quantile(latencies, 0.5),
+        latency_p95_s=_quantile(latencies, 0.95),
+        tokens=sum(r.get("tokens", 0) for r in ok),
+        cost_usd=round(sum(r.get("cost_usd", 0.0) for r in ok), 8),
+        seconds=0.0,
+    )
+
+
+def _read_records(output: Path) -> Iterator[dict[str, Any]]:
+    if not output.exists():
+        return
+    with output.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 4)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1], 4)
+
+
+def _append(sink: Any, records: list[dict[str, Any]]) -> None:
+    sink.write("".join(json.dumps(r, default=str, ensure_ascii=False) + "\n" for r in records))
+    sink.flush()
+    os.fsync(sink.fileno())
+
+
+def _chunks(items: list[Request], size: int) -> Iterator[list[Request]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # a pydantic model from the Extractor
+        return value.model_dump()
+    return value
