@@ -87,7 +87,7 @@ def run_job(
     params = {"team": spec.model_dump(mode="json"), "input": str(input_path),
               "output": str(output), "requests": len(requests)}  # fmt: skip
     context = tracking.run(f"run:{spec.name}", params=params, resume=resume) if track else None
-    with context or contextlib.nullcontext() as run_id:
+    with context or contextlib.nullcontext() as run_id, tracking.without_model_spans():
         if run_id:
             run_file.write_text(run_id)
         if todo:

@@ -75,6 +75,8 @@ def read_requests(
             request.error = f"{where}: {text_column!r} must be text, got {type(text).__name__}"
         elif _has_undecodable(row):
             request.error = f"{where}: not valid UTF-8 (wrong encoding?)"
+            request.text = _replaced(request.text)  # kept readable for the error record
+            request.meta = {k: _replaced(v) for k, v in request.meta.items()}
         seen.add(request.id)
         requests.append(request)
     if requests and text_column not in columns_seen:
@@ -128,6 +130,13 @@ def _has_undecodable(row: dict[str, Any]) -> bool:
     return any(
         isinstance(v, str) and any("\udc80" <= c <= "\udcff" for c in v) for v in row.values()
     )
+
+
+def _replaced(value: Any) -> Any:
+    """Undecodable bytes (kept as lone surrogates) shown as U+FFFD, so the text can be written."""
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _joined(value: Any) -> Any:

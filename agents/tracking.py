@@ -114,6 +114,7 @@ class Tracker:
         self.experiment = experiment
         self.broken = False
         self.spans_enabled = False
+        self.model_spans = True  # a trace per model call; jobs turn it off (they trace requests)
         self._ready = False
         self._buffer: list[Any] = []
         self._run_id: str | None = None
@@ -349,13 +350,24 @@ def span(name: str, span_type: str = "UNKNOWN", inputs: Any = None, attributes: 
 
 
 @contextlib.contextmanager
+def without_model_spans() -> Iterator[None]:
+    """No trace per model call inside this block: for jobs that trace each request instead
+    (``trace_results``), whose spans already carry every agent call."""
+    before, _default.model_spans = _default.model_spans, False
+    try:
+        yield
+    finally:
+        _default.model_spans = before
+
+
+@contextlib.contextmanager
 def model_call(model: str, operation: str, inputs: list[Any], options: Any = None) -> Iterator[Any]:
     """The span a backend opens around one batched call; ``.record(results)`` adds usage.
 
     The span's inputs are the prompts or texts (each cut to 500 characters) and the options.
     """
     tracker = _default
-    if not tracker.active:
+    if not tracker.active or not tracker.model_spans:
         yield _NullSpan()
         return
     span_type = "LLM" if operation == "generate" else "CLASSIFIER"

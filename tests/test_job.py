@@ -134,8 +134,8 @@ def test_bad_rows_are_reported_per_row_while_the_rest_complete(tmp_path):
 def test_a_bad_spec_or_input_is_one_clear_line(tmp_path):
     bad = spec(tmp_path, ROUTER_SPEC.replace("kind: classifier", "kind: clasifier"))
     result = runner.invoke(app, ["run", str(bad), "--input", str(TICKETS), "--output", "o.jsonl"])
-    assert result.exit_code == 1 and "agents.router.kind" in result.output
+    assert result.exit_code == 2 and "agents.router.kind" in result.output
     assert "'classifier'" in result.output
     good = spec(tmp_path, ROUTER_SPEC)
     result = runner.invoke(app, ["run", str(good), "--input", "nope.txt", "--output", "o.jsonl"])
-    assert result.exit_code == 1 and "unknown format '.txt'" in result.output
+    assert result.exit_code == 2 and "unknown format '.txt'" in result.output

@@ -34,7 +34,7 @@ def write(tmp_path: Path, text: str) -> Path:
     ("change", "message"),
     [
         (("kind: classifier, model", "kind: classifer, model"),
-         "agents.router.kind: Input should be 'llm' or 'classifier'"),
+         "agents.router.kind: Input should be 'llm', 'classifier', 'support-router'"),
         (("small: router", "small: rooter"),
          "flow.cascade.small: no agent 'rooter'; agents are ['backup', 'router']"),
         (("threshold: 0.3", "threshold: 3"),
