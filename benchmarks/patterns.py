@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strong", type=Path, help="reuse a trained strong classifier dir")
     parser.add_argument("--small", type=Path, help="reuse a trained small classifier dir")
     parser.add_argument("--calibration-rows", type=int, default=1000)
-    parser.add_argument("--student-steps", type=int, default=600)
+    parser.add_argument("--student-steps", type=int, default=1500)
     parser.add_argument("--test-rows", type=int, default=None)
     parser.add_argument("--keep", type=Path, help="train the tiers into this folder and keep them")
     parser.add_argument("--output", type=Path, default=RESULT)
@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     quiet_transformers()
     started = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine_facts(), "args": vars(args) | {"output": ""}}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results: dict[str, Any] = {"machine": machine_facts(), "args": settings | {"output": ""}}
     results["machine"]["others_cpu_at_start"] = check_quiet(OtherCpuUse)
     train, calibration, test = load(args)
     results["data"] = {"train_rows": len(train), "calibration_rows": len(calibration),

@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": machine_facts(),
-        "args": vars(args) | {"output": ""},
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "llm_tier": "smollm2-135m-instruct, zero-shot (offline stand-in)",
     }
     results["machine"]["others_cpu_at_start"] = check_quiet(OtherCpuUse)
