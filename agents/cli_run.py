@@ -38,7 +38,7 @@ def run_command(
         )  # fmt: skip
     except (TeamSpecError, RequestsFileError) as exc:
         raise fail(str(exc)) from None
-    table = Table(title=f"{team.name}: {summary.requests} requests -> {output}")
+    table = Table(title=f"{team.stem}: {summary.requests} requests -> {output}")
     table.add_column("")
     table.add_column("value", justify="right")
     rows = {
