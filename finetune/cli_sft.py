@@ -48,17 +48,19 @@ def _train(run: Any) -> Any:
         raise fail(str(exc)) from None
 
 
-def _settings(defaults: tuple[dict, dict], **options: Any) -> tuple[Any, Any]:
+def _settings(defaults: tuple[dict, dict], options: dict[str, Any]) -> tuple[Any, Any]:
     """SFTSettings and TrainConfig: the recipe's defaults, then each option given (not None).
 
-    Options are sorted into the two by their field names.
+    ``options`` is the command's ``locals()``: entries named like a field of SFTSettings or
+    TrainConfig are sorted into the two; the rest (paths, flags) are ignored.
     """
     from dataclasses import fields
 
     from finetune.loop import TrainConfig
     from finetune.sft import SFTSettings
 
-    given = {k: v for k, v in options.items() if v is not None}
+    known = {f.name for f in fields(SFTSettings)} | {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in options.items() if k in known and v is not None}
     if "rank" in given:
         given["alpha"] = 2 * given["rank"]
     names = {f.name for f in fields(SFTSettings)}
@@ -86,21 +88,10 @@ def finetune_sft(
     json_out: JsonOut = None,
 ):
     """LoRA SFT of a causal SLM on prompt/response pairs; resumes from OUTPUT/checkpoint."""
+    options = dict(locals())
     from finetune.sft import load_chat, train_sft
 
-    settings, config = _settings(
-        ({}, {}),
-        base=base,
-        rank=rank,
-        max_length=max_length,
-        top_layers=top_layers,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        max_minutes=max_minutes,
-        max_steps=max_steps,
-        seed=seed,
-    )
+    settings, config = _settings(({}, {}), options)
 
     def run() -> Any:
         train = load_chat(data)
@@ -138,21 +129,10 @@ def finetune_extractor(
     The held-out receipts (listed in OUTPUT/sft.json) are never trained on; score them with
     `slm-agents evaluate extractor OUTPUT --data RECEIPTS --heldout`.
     """
+    options = dict(locals())
     from finetune.recipes import EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN, train_extractor
 
-    settings, config = _settings(
-        (EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN),
-        base=base,
-        rank=rank,
-        max_length=max_length,
-        top_layers=top_layers,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        max_minutes=max_minutes,
-        max_steps=max_steps,
-        seed=seed,
-    )
+    settings, config = _settings((EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN), options)
     result = _train(
         lambda: train_extractor(
             data,
@@ -192,21 +172,10 @@ def finetune_code(
     json_out: JsonOut = None,
 ):
     """Adapt the SLM to a code base's style; reports held-out files' perplexity before/after."""
+    options = dict(locals())
     from finetune.recipes import CODE_SETTINGS, CODE_TRAIN, train_code
 
-    settings, config = _settings(
-        (CODE_SETTINGS, CODE_TRAIN),
-        base=base,
-        rank=rank,
-        max_length=max_length,
-        top_layers=top_layers,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        max_minutes=max_minutes,
-        max_steps=max_steps,
-        seed=seed,
-    )
+    settings, config = _settings((CODE_SETTINGS, CODE_TRAIN), options)
     result = _train(
         lambda: train_code(
             source, output, pattern=pattern, settings=settings, config=config, track=track
