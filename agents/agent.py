@@ -51,6 +51,25 @@ def failed(task: Task, agent: str, message: str) -> Result:
     return Result(task.id, path=[step], error=message, meta=dict(task.meta))
 
 
+def priced_step(
+    agent: str,
+    model: str,
+    prices: PriceTable,
+    prompt_tokens: int,
+    completion_tokens: int = 0,
+    **fields: Any,
+) -> Step:
+    """The Step of one model call, its cost from the price table: every agent prices alike."""
+    return Step(
+        agent,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost=prices.cost(model, prompt_tokens, completion_tokens),
+        **fields,
+    )
+
+
 def split_valid(tasks: Sequence[str | Task], agent: str) -> tuple[list[Task], dict[int, Result]]:
     """Normalise tasks; empty or non-text ones become error Results keyed by position."""
     valid: list[Task] = []
@@ -121,16 +140,14 @@ class LLMAgent(Agent):
         results = []
         for task, gen in zip(valid, gens, strict=True):
             output = gen.parsed if gen.parsed is not None else gen.text
-            step = Step(
-                agent=self.name,
+            step = priced_step(
+                self.name,
+                self.model.name,
+                self.prices,
+                gen.usage.prompt_tokens,
+                gen.usage.completion_tokens,
                 output=output,
                 confidence=gen.confidence,
-                model=self.model.name,
-                prompt_tokens=gen.usage.prompt_tokens,
-                completion_tokens=gen.usage.completion_tokens,
-                cost=self.prices.cost(
-                    self.model.name, gen.usage.prompt_tokens, gen.usage.completion_tokens
-                ),
                 start_s=start,
                 end_s=end,
                 error=gen.error,
@@ -197,13 +214,13 @@ class ClassifierAgent(Agent):
             confidence = pred.confidence
             if self.measure != "probability" and pred.ok:
                 confidence = classifier_confidence(pred.probabilities, self.measure)
-            step = Step(
-                agent=self.name,
+            step = priced_step(
+                self.name,
+                self.model.name,
+                self.prices,
+                tokens,
                 output=pred.label,
                 confidence=confidence,
-                model=self.model.name,
-                prompt_tokens=tokens,
-                cost=self.prices.cost(self.model.name, tokens, 0),
                 start_s=start,
                 end_s=end,
                 error=pred.error,

@@ -91,17 +91,20 @@ def run_job(
         if run_id:
             run_file.write_text(run_id)
         if todo:
-            _team, entry = spec.build(address)
+            team, entry = spec.build(address)
             bar = tqdm(total=len(requests), initial=len(requests) - len(todo),
                        desc=f"{spec.name}", unit="req", disable=not progress)  # fmt: skip
-            with output.open("a", encoding="utf-8") as sink:
-                for batch in _chunks(todo, batch_size):
-                    records = _run_batch(entry, batch, llm_tier, columns.label_field, track)
-                    _append(sink, records)
-                    if on_batch is not None:
-                        on_batch(records)
-                    bar.update(len(batch))
-            bar.close()
+            try:
+                with output.open("a", encoding="utf-8") as sink:
+                    for batch in _chunks(todo, batch_size):
+                        records = _run_batch(entry, batch, llm_tier, columns.label_field, track)
+                        _append(sink, records)
+                        if on_batch is not None:
+                            on_batch(records)
+                        bar.update(len(batch))
+            finally:  # Ray-hosted agents free their actors, also when a batch raised
+                bar.close()
+                team.shutdown()
         summary = summarise(output, {r.id for r in requests}, len(requests), len(todo))
         summary.seconds = round(time.perf_counter() - started, 2)
         summary.run_id = run_id

@@ -47,6 +47,13 @@ class Team(Mapping[str, Agent]):
     def __len__(self) -> int:
         return len(self._agents)
 
+    def shutdown(self) -> None:
+        """Stop the agents that hold resources (Ray actors); in-process agents have none."""
+        for agent in self._agents.values():
+            stop = getattr(agent, "shutdown", None)
+            if callable(stop):
+                stop()
+
     def run_batch(self, name: str, tasks: Sequence[str | Task]) -> list[Result]:
         """Run ``tasks`` on the agent called ``name``; an unknown name fails each task alone."""
         if name in self._agents:

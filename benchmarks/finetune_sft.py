@@ -166,6 +166,29 @@ def _package_version(source: Path) -> str | None:
     return None
 
 
+def carry_skipped_parts(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """A part skipped in this run keeps its figures from the previous JSON, marked as carried.
+
+    Why: each part takes 15-45 minutes, and rerunning one should not erase the other's table.
+    The carried part says when it was measured (``carried_from``), so nothing passes as new.
+    """
+    skipped = [
+        p for p, skip in (("extractor", args.skip_extractor), ("code", args.skip_code)) if skip
+    ]
+    if not skipped or args.quick or not args.json.exists():
+        return
+    import json
+
+    previous = json.loads(args.json.read_text())
+    for part in skipped:
+        if part in previous:
+            carried = previous[part]
+            carried.setdefault(
+                "carried_from", previous.get("machine", {}).get("date", "an earlier run")
+            )
+            results[part] = carried
+
+
 def compute_goals(results: dict[str, Any]) -> dict[str, Any]:
     goals = {}
     if "extractor" in results:
@@ -227,8 +250,11 @@ def print_report(results: dict[str, Any]) -> None:
         code = results["code"]
         train = code["train"]
         table.add_section()
+        carried = (
+            f" (carried from the run of {code['carried_from']})" if "carried_from" in code else ""
+        )
         table.add_row(
-            f"[bold]Code[/], {code['package'] or code['source']}: test-file perplexity",
+            f"[bold]Code[/], {code['package'] or code['source']}: test-file perplexity{carried}",
             f"{code['perplexity_before']:.2f}",
             f"[bold]{code['perplexity_after']:.2f}[/]",
             f"{train['train_seconds'] / 60:.1f} min, {train['epochs_run']} ep",
@@ -304,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    carry_skipped_parts(results, args)
     results["goals"] = compute_goals(results)
     finish(results, started, print_report, args.json)
     return results

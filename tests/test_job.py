@@ -139,3 +139,48 @@ def test_a_bad_spec_or_input_is_one_clear_line(tmp_path):
     good = spec(tmp_path, ROUTER_SPEC)
     result = runner.invoke(app, ["run", str(good), "--input", "nope.txt", "--output", "o.jsonl"])
     assert result.exit_code == 2 and "unknown format '.txt'" in result.output
+
+
+def test_the_inbox_example_plans_with_the_llm_tier_and_calls_only_its_specialists(tmp_path):
+    out = tmp_path / "inbox.jsonl"
+    summary = run_job(
+        EXAMPLES / "inbox.yaml", EXAMPLES / "data" / "inbox.jsonl", out, limit=2,
+        track=False, progress=False,
+    )  # fmt: skip
+    rows = records(out)
+    assert [r["id"] for r in rows] == ["mail-1", "mail-2"]
+    for row in rows:
+        assert row["error"] is None, row["error"]
+        plan = row["output"]["plan"]
+        assert 1 <= len(plan) <= 3 and {s["agent"] for s in plan} <= {"desk", "receipts"}
+        assert len(row["output"]["steps"]) == len(plan) and row["output"]["answer"]
+        assert "planner" in row["agents"]
+    assert summary.slm_share == 0.0  # every request went through the planner: the LLM tier
+
+
+def test_every_example_team_spec_validates():
+    from agents.teamspec import load_team_spec
+
+    specs = sorted(
+        p.name for p in EXAMPLES.glob("*.yaml") if p.name != "banking77_departments.yaml"
+    )
+    assert specs == ["coding_helper.yaml", "inbox.yaml", "receipts.yaml", "support_desk.yaml"]
+    for name in specs:
+        load_team_spec(EXAMPLES / name)  # raises TeamSpecError naming the field
+
+
+@pytest.mark.parametrize(
+    "team, data, keys",
+    [
+        ("receipts.yaml", "receipts.jsonl", {"company", "date", "address", "total"}),
+        ("coding_helper.yaml", "humaneval_sample.jsonl", {"code", "passed", "attempts", "error"}),
+    ],
+)
+def test_the_example_teams_run_on_their_sample_data(tmp_path, team, data, keys):
+    out = tmp_path / "out.jsonl"
+    summary = run_job(
+        EXAMPLES / team, EXAMPLES / "data" / data, out, limit=1, track=False, progress=False
+    )
+    [row] = records(out)
+    assert row["error"] is None and summary.ok == 1, row["error"]
+    assert set(row["output"]) == keys

@@ -131,7 +131,9 @@ class CausalLM(Model):
         progress: bool = False,
         **overrides: Any,
     ) -> list[Generation]:
-        """Generate for each prompt. Plain strings are wrapped as one user chat message.
+        """Generate for each prompt. Plain strings are wrapped as one user chat message; a chat
+        whose last message is the assistant's is a prefill: the model continues that message
+        (its text is not repeated in ``Generation.text``).
 
         Keyword overrides (``max_new_tokens=32``, ``json_schema=...``, ``regex=...``) apply to
         the whole batch; a :class:`Request` carries its own constraint.
@@ -194,6 +196,10 @@ class CausalLM(Model):
             raise InputError("prompt is empty")
         if not self.tokenizer.chat_template:
             raise InputError(f"{self.name} has no chat template; pass plain text")
+        if prompt[-1]["role"] == "assistant":  # a prefill: the model continues that message
+            return self.tokenizer.apply_chat_template(
+                prompt, tokenize=False, continue_final_message=True
+            )
         return self.tokenizer.apply_chat_template(
             prompt, tokenize=False, add_generation_prompt=True
         )

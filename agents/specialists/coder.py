@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.agent import Agent, failed, merge, split_valid
+from agents.agent import Agent, failed, merge, priced_step, split_valid
 from agents.pricing import DEFAULT_TABLE, PriceTable
 from agents.result import Result, Step, Task, now
 from agents.sandbox import run_sandboxed, run_tests
@@ -173,6 +173,13 @@ class Coder(Agent):
             tier swaps in here.
         max_repairs: repair rounds after the first attempt (0: plain pass@1).
         max_new_tokens: per generation.
+        prefill: for a function prompt, start the model's reply with a code fence and the
+            prompt itself, so it writes only the body (a 135M model asked for "the complete
+            function" often rewrites the signature wrongly or drifts into prose). Only for a
+            model with ``generate``; an Agent writes its whole reply.
+        repair_temperature: sampling temperature of the repair rounds (the first attempt is
+            greedy). A greedy repair of a small model mostly resubmits the same code; sampling,
+            seeded by ``seed`` and the round, makes each round a new try informed by the error.
         system: system message for a model with ``generate`` (an Agent brings its own).
         limits: keywords for :func:`agents.sandbox.run_sandboxed` (default 5 s, 512 MB).
         workers: sandbox runs at once.
@@ -185,6 +192,9 @@ class Coder(Agent):
         *,
         max_repairs: int = 2,
         max_new_tokens: int = 256,
+        prefill: bool = True,
+        repair_temperature: float = 0.7,
+        seed: int = 0,
         system: str | None = SYSTEM,
         limits: Mapping[str, Any] | None = None,
         workers: int = 2,
@@ -212,7 +222,10 @@ class Coder(Agent):
             if key in self.limits and not self.limits[key] > 0:
                 raise ValueError(f"limits[{key!r}] must be > 0, got {self.limits[key]!r}")
         self.name, self._model, self.max_repairs = name, model, max_repairs
+        if repair_temperature < 0:
+            raise ValueError(f"repair_temperature must be >= 0, got {repair_temperature!r}")
         self.max_new_tokens, self.system = max_new_tokens, system
+        self.prefill, self.repair_temperature, self.seed = prefill, repair_temperature, seed
         self.workers, self.prices = workers, prices
 
     @property
@@ -232,7 +245,8 @@ class Coder(Agent):
         for round_ in range(self.max_repairs + 1):
             if not pending:
                 break
-            replies = self._generate([self._prompt(j, round_) for j in pending], round_)
+            prompts = [(self._prompt(j, round_), self._prefill(j)) for j in pending]
+            replies = self._generate(prompts, round_)
             last = round_ == self.max_repairs
             tested, uncoded = [], []
             for job, (text, steps, error) in zip(pending, replies, strict=True):
@@ -296,14 +310,22 @@ class Coder(Agent):
             f"Error: {job.error}{shown}\n\nFix it{keep}. {_FORMAT}"
         )
 
+    def _prefill(self, job: _Job) -> str:
+        """How the reply starts: the prompt's own code in a fence, when prefilling applies."""
+        if not self.prefill or isinstance(self.model, Agent):
+            return ""
+        return (
+            f"```python\n{job.task.text.rstrip()}\n" if _is_function_prompt(job.task.text) else ""
+        )
+
     def _generate(
-        self, prompts: list[str], round_: int
+        self, prompts: list[tuple[str, str]], round_: int
     ) -> list[tuple[str | None, list[Step], str | None]]:
-        """One model call for all prompts: (reply text, steps, error) each."""
+        """One model call for all (prompt, prefill) pairs: (reply text, steps, error) each."""
         label = "generate" if round_ == 0 else f"repair {round_}"
         model = self.model
         if isinstance(model, Agent):
-            results = model.run_batch([Task(text=p) for p in prompts])
+            results = model.run_batch([Task(text=p) for p, _ in prompts])
             out = []
             for r in results:
                 steps = [*r.path] or [Step(self.name, r.output, error=r.error, kind="llm")]
@@ -315,30 +337,39 @@ class Coder(Agent):
                 out.append((r.output if text_ok else None, steps, error))
             return out
         head = [{"role": "system", "content": self.system}] if self.system else []
+        chats = [
+            [*head, {"role": "user", "content": p}]
+            + ([{"role": "assistant", "content": pre}] if pre else [])
+            for p, pre in prompts
+        ]
+        sampled = round_ > 0 and self.repair_temperature > 0
         start = now()
         gens = model.generate(
-            [[*head, {"role": "user", "content": p}] for p in prompts],
+            chats,
             max_new_tokens=self.max_new_tokens,
+            temperature=self.repair_temperature if sampled else 0.0,
+            seed=self.seed + round_ if sampled else None,
         )
         end = now()
         name = getattr(model, "name", None)
         out = []
-        for gen in gens:
-            step = Step(
-                agent=self.name,
-                output=gen.text,
+        for gen, (_, pre) in zip(gens, prompts, strict=True):
+            text = pre + gen.text  # the reply as a whole, its prefilled start included
+            step = priced_step(
+                self.name,
+                name,
+                self.prices,
+                gen.usage.prompt_tokens,
+                gen.usage.completion_tokens,
+                output=text,
                 confidence=gen.confidence,
-                model=name,
-                prompt_tokens=gen.usage.prompt_tokens,
-                completion_tokens=gen.usage.completion_tokens,
-                cost=self.prices.cost(name, gen.usage.prompt_tokens, gen.usage.completion_tokens),
                 start_s=start,
                 end_s=end,
                 decision=label,
                 error=gen.error,
                 kind="llm",
             )
-            out.append((None if gen.error else gen.text, [step], gen.error))
+            out.append((None if gen.error else text, [step], gen.error))
         return out
 
     def _test(self, jobs: list[_Job], *, last: bool) -> None:

@@ -36,9 +36,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, failed, merge, split_valid
+from agents.agent import Agent, failed, merge, priced_step, split_valid
 from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Step, Task, now
+from agents.result import Result, Task, now
 from agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
 
 DEFAULT_PROMPT = "Extract the {fields} from this text as JSON.\n\n{text}"
@@ -271,16 +271,14 @@ class Extractor(Agent):
             meta["field_confidence"] = self._confidences(gen)
             confidence = min(meta["field_confidence"].values(), default=gen.confidence)
             output, error = self._finish(raw, meta["warnings"])
-        step = Step(
-            agent=self.name,
+        step = priced_step(
+            self.name,
+            self.model.name,
+            self.prices,
+            gen.usage.prompt_tokens,
+            gen.usage.completion_tokens,
             output=output,
             confidence=confidence,
-            model=self.model.name,
-            prompt_tokens=gen.usage.prompt_tokens,
-            completion_tokens=gen.usage.completion_tokens,
-            cost=self.prices.cost(
-                self.model.name, gen.usage.prompt_tokens, gen.usage.completion_tokens
-            ),
             start_s=start,
             end_s=end,
             error=error,

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, classifier_confidence, merge, split_valid
+from agents.agent import Agent, classifier_confidence, merge, priced_step, split_valid
 from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Step, Task, now
+from agents.result import Result, Task, now
 
 UNASSIGNED = "unassigned"  # the department of an intent that no department claims
 
@@ -112,11 +112,11 @@ class SupportRouter(Agent):
         results = []
         for task, pred in zip(valid, predictions, strict=True):
             tokens = len(task.text.split())
-            step = Step(
+            step = priced_step(
                 self.name,
-                model=self.model.name,
-                prompt_tokens=tokens,
-                cost=self.prices.cost(self.model.name, tokens, 0),
+                self.model.name,
+                self.prices,
+                tokens,
                 start_s=start,
                 end_s=end,
                 error=pred.error,

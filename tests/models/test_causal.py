@@ -58,6 +58,19 @@ def test_chat_messages_are_accepted(slm):
     assert "Zorblax" not in plain.text
 
 
+def test_a_trailing_assistant_message_is_continued(slm):
+    """A prefill: the reply goes on from the assistant's text instead of opening a new turn."""
+    prefill = "The capital of France is"
+    chat = [
+        {"role": "user", "content": "Name the capital of France."},
+        {"role": "assistant", "content": prefill},
+    ]
+    assert slm._render(chat).endswith(prefill)  # no end-of-turn after it
+    [gen] = slm.generate([chat], max_new_tokens=8)
+    assert gen.ok and "Paris" in gen.text, gen.text
+    assert prefill not in gen.text  # the text is the continuation only
+
+
 def test_max_new_tokens_ends_with_length(slm):
     [gen] = slm.generate(["Tell me a long story about a dragon."], max_new_tokens=5)
     assert gen.finish_reason == "length"

@@ -41,10 +41,15 @@ class Scripted:
     def __init__(self, replies: dict[str, list[str]]):
         self.replies = {name: list(texts) for name, texts in replies.items()}
         self.calls: list[list[str]] = []  # the user messages of each generate call
+        self.chats: list[list] = []  # the whole chats of each call (a prefill comes last)
+        self.options: list[dict] = []  # the decoding options of each call
 
-    def generate(self, prompts, max_new_tokens=128, **_):
-        users = [p[-1]["content"] for p in prompts]
+    def generate(self, prompts, max_new_tokens=128, **options):
+        """Like CausalLM: a reply continues a trailing assistant message (the prefill)."""
+        users = [next(m["content"] for m in reversed(p) if m["role"] == "user") for p in prompts]
         self.calls.append(users)
+        self.chats.append(prompts)
+        self.options.append(options)
         out = []
         for user in users:
             name = next(n for n in self.replies if f"def {n}(" in user)
@@ -93,7 +98,9 @@ def test_hand_written_solutions_pass_through_the_coder(problems):
             ],
         }
     )
-    results = Coder(model=model).run_batch([humaneval_task(problems[n]) for n in names])
+    # Whole replies, as an Agent or a model without prefill writes them.
+    coder = Coder(model=model, prefill=False)
+    results = coder.run_batch([humaneval_task(problems[n]) for n in names])
     assert len(model.calls) == 1 and len(model.calls[0]) == 3  # one model call for the batch
     for name, result in zip(names, results, strict=True):
         assert result.ok and result.task_id == problems[name]["task_id"]
@@ -119,6 +126,14 @@ def test_a_failing_answer_is_repaired_from_the_test_error(problems):
     ok, fixed, stuck = coder.run_batch(tasks)
     # round 1 generates for all; each repair round only for what still fails
     assert [len(call) for call in model.calls] == [3, 2, 1]
+    # each reply is prefilled with the prompt's code, so the model only writes the body
+    prefill = model.chats[0][1][-1]
+    assert prefill["role"] == "assistant"
+    assert prefill["content"] == "```python\n" + problems["strlen"]["prompt"].rstrip() + "\n"
+    # the first attempt is greedy; each repair round samples, with its own seed
+    assert model.options[0]["temperature"] == 0.0
+    assert [o["temperature"] for o in model.options[1:]] == [0.7, 0.7]
+    assert len({o["seed"] for o in model.options[1:]}) == 2
 
     repair_prompt = model.calls[1][0]
     assert "return len(string) + 1" in repair_prompt  # the failing code
@@ -160,7 +175,8 @@ def test_without_repairs_one_attempt_only(problems):
 
 def test_a_reply_without_code_goes_to_repair(problems):
     model = Scripted({"add": ["I cannot do that.", REPLIES["body only"]]})
-    (result,) = Coder(model=model, max_repairs=1).run_batch([humaneval_task(problems["add"])])
+    coder = Coder(model=model, max_repairs=1, prefill=False)  # a prefill always holds code
+    (result,) = coder.run_batch([humaneval_task(problems["add"])])
     assert result.output["passed"] and result.output["attempts"] == 2
     assert result.path[1].error.startswith("NoCode")
     assert "had no Python code" in model.calls[1][0] and "def add(" in model.calls[1][0]
