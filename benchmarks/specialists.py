@@ -366,10 +366,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             parts["extractor"] = bench_extractor(args, work, slm)
         if "coder" not in args.skip:
             parts["coder"] = bench_coder(args, slm)
+    carry_skipped_parts(parts, args)
     results["parts"] = parts
     results["goals"] = goals(parts)
     finish(results, started, print_report, args.output)
     return results
+
+
+def carry_skipped_parts(parts: dict[str, Any], args: argparse.Namespace) -> None:
+    """A skipped part keeps its rows from the previous JSON, marked with when they were measured.
+
+    Why: the parts take 5-40 minutes each; rerunning one should not erase the others' table.
+    """
+    if args.quick or not args.skip or not args.output.exists():
+        return
+    previous = json.loads(args.output.read_text())
+    for name in args.skip:
+        if name in previous.get("parts", {}):
+            part = previous["parts"][name]
+            part.setdefault("carried_from", previous.get("machine", {}).get("date", "earlier"))
+            parts[name] = part
 
 
 def goals(parts: dict[str, Any]) -> dict[str, Any]:
@@ -410,10 +426,13 @@ def print_report(results: dict[str, Any]) -> None:
             justify="left" if column in ("specialist", "configuration", "metric") else "right",
         )
     for part in results["parts"].values():
+        carried = (
+            f" [dim](carried from {part['carried_from']})[/]" if "carried_from" in part else ""
+        )
         for r in part["rows"]:
             table.add_row(
                 r["specialist"],
-                r["configuration"],
+                r["configuration"] + carried,
                 r["metric"],
                 f"{r['value']:.4f}",
                 str(r["n"]),

@@ -8,6 +8,7 @@ the job placed there. Terminating the `--block` process stops that head and noth
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -42,17 +43,19 @@ def ray_head():
     # Ray's socket paths must stay under ~107 characters: a short dir, not pytest's tmp_path.
     temp = Path(tempfile.mkdtemp(prefix="rayhead", dir="/tmp"))
     port = free_port()
-    head = subprocess.Popen(
-        [BIN / "ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = temp / "head.log"
+    with log.open("w") as sink:
+        head = subprocess.Popen(
+            [BIN / "ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not list(temp.glob("session_*/logs/gcs_server.out")):
+    deadline = time.monotonic() + 120
+    while "Ray runtime started" not in log.read_text(errors="replace"):
         if head.poll() is not None or time.monotonic() > deadline:
             head.kill()
-            pytest.fail(f"ray start --head did not come up (exit {head.poll()})")
+            pytest.fail(f"ray start --head did not come up: {log.read_text()[-2000:]}")
         time.sleep(0.5)
     try:
         yield address, temp
@@ -75,6 +78,8 @@ def test_run_with_address_hosts_the_agents_on_that_cluster(tmp_path, ray_head):
          EXAMPLES / "data" / "support_tickets.csv", "--output", out, "--limit", "8",
          "--address", address],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        # `ray start` turns on token auth; a driver sends ~/.ray/auth_token only in token mode
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -116,7 +116,7 @@ def test_hand_written_solutions_pass_through_the_coder(problems):
 def test_a_failing_answer_is_repaired_from_the_test_error(problems):
     model = Scripted(
         {
-            "add": [REPLIES["fenced"]],  # right at once
+            "add": [ADD_BODY],  # right at once
             "strlen": ["    return len(string) + 1\n", "    return len(string)\n"],  # fixed
             "truncate_number": ["    return number\n"] * 3,  # never right
         }
