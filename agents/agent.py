@@ -70,6 +70,13 @@ def priced_step(
     )
 
 
+def llm_step(agent: str, model: str, prices: PriceTable, usage: Any, **fields: Any) -> Step:
+    """The priced Step of one generation (``usage``: its ``Usage``)."""
+    return priced_step(
+        agent, model, prices, usage.prompt_tokens, usage.completion_tokens, kind="llm", **fields
+    )
+
+
 def split_valid(tasks: Sequence[str | Task], agent: str) -> tuple[list[Task], dict[int, Result]]:
     """Normalise tasks; empty or non-text ones become error Results keyed by position."""
     valid: list[Task] = []
@@ -140,18 +147,16 @@ class LLMAgent(Agent):
         results = []
         for task, gen in zip(valid, gens, strict=True):
             output = gen.parsed if gen.parsed is not None else gen.text
-            step = priced_step(
+            step = llm_step(
                 self.name,
                 self.model.name,
                 self.prices,
-                gen.usage.prompt_tokens,
-                gen.usage.completion_tokens,
+                gen.usage,
                 output=output,
                 confidence=gen.confidence,
                 start_s=start,
                 end_s=end,
                 error=gen.error,
-                kind="llm",
             )
             results.append(
                 Result(

@@ -47,6 +47,7 @@ from benchmarks.inference import (  # noqa: E402  (needs the path above)
     BUSY_WARNING,
     OtherCpuUse,
     _loadavg,
+    carried_parts,
     check_quiet,
     console,
     finish,
@@ -164,29 +165,6 @@ def _package_version(source: Path) -> str | None:
     if Path(source).name == "markdown_it":
         return f"markdown-it-py {importlib.metadata.version('markdown-it-py')}"
     return None
-
-
-def carry_skipped_parts(results: dict[str, Any], args: argparse.Namespace) -> None:
-    """A part skipped in this run keeps its figures from the previous JSON, marked as carried.
-
-    Why: each part takes 15-45 minutes, and rerunning one should not erase the other's table.
-    The carried part says when it was measured (``carried_from``), so nothing passes as new.
-    """
-    skipped = [
-        p for p, skip in (("extractor", args.skip_extractor), ("code", args.skip_code)) if skip
-    ]
-    if not skipped or args.quick or not args.json.exists():
-        return
-    import json
-
-    previous = json.loads(args.json.read_text())
-    for part in skipped:
-        if part in previous:
-            carried = previous[part]
-            carried.setdefault(
-                "carried_from", previous.get("machine", {}).get("date", "an earlier run")
-            )
-            results[part] = carried
 
 
 def compute_goals(results: dict[str, Any]) -> dict[str, Any]:
@@ -330,7 +308,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    carry_skipped_parts(results, args)
+    if not args.quick:
+        skipped = [part for part in ("extractor", "code") if getattr(args, f"skip_{part}")]
+        results.update(carried_parts(args.json, skipped))
     results["goals"] = compute_goals(results)
     finish(results, started, print_report, args.json)
     return results

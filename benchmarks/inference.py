@@ -633,6 +633,25 @@ def check_quiet(probe: type[OtherCpuUse]) -> float | None:
     return before.fraction
 
 
+def carried_parts(path: Path, names: list[str], section: str | None = None) -> dict[str, Any]:
+    """The parts ``names`` of the JSON a previous run wrote to ``path``, each marked with when it
+    was measured (``carried_from``).
+
+    Why: a benchmark's parts take minutes to an hour each; rerunning one (``--skip`` the others)
+    should not erase the others' figures, nor pass them off as new.
+    """
+    if not names or not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    parts = previous.get(section, {}) if section else previous
+    date = previous.get("machine", {}).get("date", "an earlier run")
+    return {
+        name: {**parts[name], "carried_from": parts[name].get("carried_from", date)}
+        for name in names
+        if name in parts
+    }
+
+
 def finish(
     results: dict[str, Any], started: float, report: Callable[[dict[str, Any]], None], path: Path
 ) -> None:

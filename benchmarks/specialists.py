@@ -40,7 +40,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference import OtherCpuUse, check_quiet, console, finish, machine_facts  # noqa: E402
+from inference import (  # noqa: E402
+    OtherCpuUse,
+    carried_parts,
+    check_quiet,
+    console,
+    finish,
+    machine_facts,
+)
 from rich.table import Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -366,26 +373,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             parts["extractor"] = bench_extractor(args, work, slm)
         if "coder" not in args.skip:
             parts["coder"] = bench_coder(args, slm)
-    carry_skipped_parts(parts, args)
+    if not args.quick:
+        parts.update(carried_parts(args.output, args.skip, section="parts"))
     results["parts"] = parts
     results["goals"] = goals(parts)
     finish(results, started, print_report, args.output)
     return results
-
-
-def carry_skipped_parts(parts: dict[str, Any], args: argparse.Namespace) -> None:
-    """A skipped part keeps its rows from the previous JSON, marked with when they were measured.
-
-    Why: the parts take 5-40 minutes each; rerunning one should not erase the others' table.
-    """
-    if args.quick or not args.skip or not args.output.exists():
-        return
-    previous = json.loads(args.output.read_text())
-    for name in args.skip:
-        if name in previous.get("parts", {}):
-            part = previous["parts"][name]
-            part.setdefault("carried_from", previous.get("machine", {}).get("date", "earlier"))
-            parts[name] = part
 
 
 def goals(parts: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.agent import Agent, failed, merge, priced_step, split_valid
+from agents.agent import Agent, failed, llm_step, merge, split_valid
 from agents.pricing import DEFAULT_TABLE, PriceTable
 from agents.result import Result, Step, Task, now
 from agents.sandbox import run_sandboxed, run_tests
@@ -221,9 +221,9 @@ class Coder(Agent):
         for key in ("timeout_s", "memory_mb", "max_output_bytes", "max_processes", "max_file_mb"):
             if key in self.limits and not self.limits[key] > 0:
                 raise ValueError(f"limits[{key!r}] must be > 0, got {self.limits[key]!r}")
-        self.name, self._model, self.max_repairs = name, model, max_repairs
         if repair_temperature < 0:
             raise ValueError(f"repair_temperature must be >= 0, got {repair_temperature!r}")
+        self.name, self._model, self.max_repairs = name, model, max_repairs
         self.max_new_tokens, self.system = max_new_tokens, system
         self.prefill, self.repair_temperature, self.seed = prefill, repair_temperature, seed
         self.workers, self.prices = workers, prices
@@ -355,19 +355,17 @@ class Coder(Agent):
         out = []
         for gen, (_, pre) in zip(gens, prompts, strict=True):
             text = pre + gen.text  # the reply as a whole, its prefilled start included
-            step = priced_step(
+            step = llm_step(
                 self.name,
                 name,
                 self.prices,
-                gen.usage.prompt_tokens,
-                gen.usage.completion_tokens,
+                gen.usage,
                 output=text,
                 confidence=gen.confidence,
                 start_s=start,
                 end_s=end,
                 decision=label,
                 error=gen.error,
-                kind="llm",
             )
             out.append((None if gen.error else text, [step], gen.error))
         return out

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, failed, merge, priced_step, split_valid
+from agents.agent import Agent, failed, llm_step, merge, split_valid
 from agents.pricing import DEFAULT_TABLE, PriceTable
 from agents.result import Result, Task, now
 from agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
@@ -271,18 +271,16 @@ class Extractor(Agent):
             meta["field_confidence"] = self._confidences(gen)
             confidence = min(meta["field_confidence"].values(), default=gen.confidence)
             output, error = self._finish(raw, meta["warnings"])
-        step = priced_step(
+        step = llm_step(
             self.name,
             self.model.name,
             self.prices,
-            gen.usage.prompt_tokens,
-            gen.usage.completion_tokens,
+            gen.usage,
             output=output,
             confidence=confidence,
             start_s=start,
             end_s=end,
             error=error,
-            kind="llm",
         )
         return Result(
             task.id,
