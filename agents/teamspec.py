@@ -18,7 +18,8 @@ relative to the spec file; ``model`` too when such a file or folder exists.
 
 Agent kinds: ``llm`` and ``classifier`` (plain agents), the specialists ``support-router``
 (needs ``departments_file``), ``extractor`` (``json_schema`` or ``schema_file``, optional
-``adapter_dir`` and ``hooks``), ``coder`` (``max_repairs``, ``limits``), and ``planner``
+``adapter_dir`` and ``hooks``), ``coder`` (``max_repairs``, ``limits``, ``style``: ``chat`` or
+``completion`` for a base model), and ``planner``
 (``specialists``: the names it may call). ``hosting: {ray: true, num_cpus, replicas, ...}``
 hosts every agent but the planner as a Ray actor.
 """
@@ -43,7 +44,7 @@ class _Strict(BaseModel):
 KIND_FIELDS = {
     "support-router": {"departments_file", "threshold", "temperature"},
     "extractor": {"schema_file", "adapter_dir", "hooks"},
-    "coder": {"max_repairs", "limits"},
+    "coder": {"max_repairs", "limits", "style"},
     "planner": {"specialists", "descriptions", "max_steps", "compose"},
 }
 REQUIRED = {"support-router": ("departments_file",), "planner": ("specialists",)}
@@ -73,6 +74,7 @@ class AgentEntry(_Strict):
     hooks: dict[str, Literal["date", "amount"]] | None = None
     max_repairs: int | None = Field(None, ge=0, le=10)
     limits: dict[str, float] | None = None
+    style: Literal["chat", "completion"] | None = None  # completion: a base model, e.g. gemma
     specialists: list[str] | None = Field(None, min_length=1)
     descriptions: dict[str, str] | None = None
     max_steps: int | None = Field(None, ge=1, le=16)

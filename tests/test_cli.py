@@ -16,13 +16,14 @@ def json_lines(result) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def test_models_lists_both_embedded_models():
+def test_models_lists_the_embedded_models():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
     models = {m["name"]: m for m in json.loads(result.output)}
     slm = models["smollm2-135m-instruct"]
     assert slm["installed"] and 130e6 < slm["parameters"] < 140e6 and slm["size_bytes"] > 50e6
     assert 20e6 < models["all-minilm-l6-v2"]["parameters"] < 25e6
+    assert 250e6 < models["gemma-3-270m"]["parameters"] < 300e6
     table = runner.invoke(app, ["models"])
     assert table.exit_code == 0 and "smollm2-135m-instruct" in table.output
 

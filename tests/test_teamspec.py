@@ -70,3 +70,20 @@ def test_a_good_spec_builds_a_team_that_routes_real_tickets(tmp_path):
     assert result.ok and result.path[0].agent == "router"
     assert result.output in {"cards", "transfers"}  # either tier answered with its own labels
     assert spec.input.label_column == "department"
+
+
+def test_coder_style_is_a_coder_option_with_named_choices(tmp_path):
+    coder = "coder: {kind: coder, model: gemma-3-270m, style: completion, max_repairs: 1}"
+    spec = load_team_spec(write(tmp_path, GOOD.replace("backup: {", coder + "\n  backup: {")))
+    assert spec.agents["coder"].options() == {"max_repairs": 1, "style": "completion"}
+    with pytest.raises(TeamSpecError, match="Input should be 'chat' or 'completion'"):
+        load_team_spec(
+            write(
+                tmp_path,
+                GOOD.replace("backup: {", coder.replace("completion", "fim") + "\n  backup: {"),
+            )
+        )
+    with pytest.raises(TeamSpecError, match=r"\['style'\] only apply to kind 'coder'"):
+        load_team_spec(
+            write(tmp_path, GOOD.replace("labels: [cards", "style: chat, labels: [cards"))
+        )

@@ -8,6 +8,7 @@ probabilities of the tokens the decoder chose (after constraints); see ``docs/mo
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     adapter: str | None = None  # LoRA adapter to use; None means the base model
+    chat: bool = True  # False: plain-string prompts go in as they are (completion, base models)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -131,9 +133,10 @@ class CausalLM(Model):
         progress: bool = False,
         **overrides: Any,
     ) -> list[Generation]:
-        """Generate for each prompt. Plain strings are wrapped as one user chat message; a chat
-        whose last message is the assistant's is a prefill: the model continues that message
-        (its text is not repeated in ``Generation.text``).
+        """Generate for each prompt. Plain strings are wrapped as one user chat message (sent
+        as they are with ``chat=False`` or when the model has no chat template: completion, for
+        base models); a chat whose last message is the assistant's is a prefill: the model
+        continues that message (its text is not repeated in ``Generation.text``).
 
         Keyword overrides (``max_new_tokens=32``, ``json_schema=...``, ``regex=...``) apply to
         the whole batch; a :class:`Request` carries its own constraint.
@@ -165,7 +168,7 @@ class CausalLM(Model):
         if isinstance(prompt, Request):
             constraint = make_constraint(prompt.json_schema, prompt.regex)
             prompt = prompt.prompt
-        text = self._render(prompt)
+        text = self._render(prompt, opts.chat)
         n_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
         room = self.context_length - opts.max_new_tokens
         if n_tokens > room:
@@ -176,15 +179,18 @@ class CausalLM(Model):
         grammar = self._grammar_compiler().compile(constraint) if constraint else None
         return _Prepared(text, n_tokens, constraint, grammar)
 
-    def _render(self, prompt: Any) -> str:
+    def _render(self, prompt: Any, chat: bool = True) -> str:
         if isinstance(prompt, bytes):
             raise InputError("prompt is bytes; decode it to str first (which encoding?)")
         if isinstance(prompt, str):
             if not prompt.strip():
                 raise InputError("prompt is empty")
-            if not self.tokenizer.chat_template:
-                return prompt
+            if not (chat and self.tokenizer.chat_template):
+                start = self._text_start
+                return prompt if prompt.startswith(start) else start + prompt
             prompt = [{"role": "user", "content": prompt}]
+        elif not chat:
+            raise InputError("chat=False takes plain-text prompts, not chat messages")
         if not isinstance(prompt, list) or not prompt:
             raise InputError(
                 f"prompt must be a str, a list of chat messages or a Request, got {type(prompt)}"
@@ -203,6 +209,19 @@ class CausalLM(Model):
         return self.tokenizer.apply_chat_template(
             prompt, tokenize=False, add_generation_prompt=True
         )
+
+    @functools.cached_property
+    def _text_start(self) -> str:
+        """What starts a plain-text prompt: the BOS token when the tokenizer adds one itself.
+
+        Prompts are tokenized without special tokens (chat templates write their own), but a
+        base model such as Gemma fed text without its ``<bos>`` degenerates into repetition.
+        """
+        tok = self.tokenizer
+        if tok.bos_token is None:
+            return ""
+        with_special = tok("x", add_special_tokens=True).input_ids
+        return tok.bos_token if with_special[:1] == [tok.bos_token_id] else ""
 
     def _run_chunks(
         self, ready: list[_Prepared], opts: GenerationOptions, progress: bool

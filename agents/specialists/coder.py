@@ -6,6 +6,10 @@ that error is cheap to feed back. So the Coder generates, runs the task's tests 
 dir and no network; generated code never runs in this process), and for up to ``max_repairs``
 rounds asks the model to fix the failing code given the error. Confidence comes from the tests.
 
+Two prompt styles: ``"chat"`` (an instruction model asked for the function, the default) and
+``"completion"`` (a base model continues the prompt's code, the way HumanEval was designed;
+a repair puts the last error in a comment above the prompt).
+
 A task is HumanEval-shaped: ``Task.text`` is the prompt (signature and docstring, or a plain
 spec), ``Task.meta["test"]`` the test code (``check(candidate)`` or module-level asserts) and
 ``Task.meta["entry_point"]`` the function's name (inferred from the prompt when absent).
@@ -33,6 +37,9 @@ SYSTEM = "You are an expert Python programmer."
 _FORMAT = "Reply with the complete function in one ```python code block."
 _DEFAULT_LIMITS = {"timeout_s": 5.0, "memory_mb": 512}
 _STDERR_TAIL = 800  # characters of the failing run's stderr shown to the model
+# Where a completion stops: the function's body is done when top-level code starts (Codex paper).
+COMPLETION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+STYLES = ("chat", "completion")
 
 
 def humaneval_task(problem: Mapping[str, Any]) -> Task:
@@ -173,8 +180,12 @@ class Coder(Agent):
             tier swaps in here.
         max_repairs: repair rounds after the first attempt (0: plain pass@1).
         max_new_tokens: per generation.
-        prefill: for a function prompt, start the model's reply with a code fence and the
-            prompt itself, so it writes only the body (a 135M model asked for "the complete
+        style: ``"chat"`` asks an instruction model for the function; ``"completion"`` has a
+            base model continue the prompt's code (plain text, no chat template, stopping at
+            the next top-level statement). Completion needs a model with ``generate`` and
+            function prompts (signature and docstring).
+        prefill: chat style, function prompt: start the model's reply with a code fence and
+            the prompt itself, so it writes only the body (a 135M model asked for "the complete
             function" often rewrites the signature wrongly or drifts into prose). Only for a
             model with ``generate``; an Agent writes its whole reply.
         repair_temperature: sampling temperature of the repair rounds (the first attempt is
@@ -192,6 +203,7 @@ class Coder(Agent):
         *,
         max_repairs: int = 2,
         max_new_tokens: int = 256,
+        style: str = "chat",
         prefill: bool = True,
         repair_temperature: float = 0.7,
         seed: int = 0,
@@ -223,6 +235,14 @@ class Coder(Agent):
                 raise ValueError(f"limits[{key!r}] must be > 0, got {self.limits[key]!r}")
         if repair_temperature < 0:
             raise ValueError(f"repair_temperature must be >= 0, got {repair_temperature!r}")
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
+        if style == "completion" and isinstance(model, Agent):
+            raise ValueError(
+                "style='completion' continues the prompt's text, which needs a model with "
+                "generate (a CausalLM or its name); an Agent writes whole replies: use 'chat'"
+            )
+        self.style = style
         self.name, self._model, self.max_repairs = name, model, max_repairs
         self.max_new_tokens, self.system = max_new_tokens, system
         self.prefill, self.repair_temperature, self.seed = prefill, repair_temperature, seed
@@ -255,12 +275,19 @@ class Coder(Agent):
                     job.fatal = error if job.attempts == 0 else None
                     continue
                 job.attempts += 1
-                code = code_from_reply(text or "", job.entry_point)
+                if self.style == "completion":  # the reply continues the prompt's code
+                    code = text if (text or "").strip() else None
+                else:
+                    code = code_from_reply(text or "", job.entry_point)
                 if code is None:
                     self._no_code(job, last=last)
                     uncoded.append(job)
                 else:
-                    job.code = assemble(job.task.text, code, job.entry_point)
+                    job.code = (
+                        _drop_main_block(job.task.text + code)
+                        if self.style == "completion"
+                        else assemble(job.task.text, code, job.entry_point)
+                    )
                     tested.append(job)
             self._test(tested, last=last)
             pending = [j for j in tested if not j.passed] + uncoded
@@ -278,6 +305,13 @@ class Coder(Agent):
             return failed(
                 task, self.name, f"entry_point must be a Python identifier, got {entry_point!r}"
             )
+        if self.style == "completion" and not _is_function_prompt(task.text):
+            return failed(
+                task,
+                self.name,
+                "style='completion' needs a function prompt (a signature and docstring to "
+                "continue); use style='chat' for a plain-text spec",
+            )
         if entry_point is None and _CHECK.search(test):
             entry_point = _entry_point_of(task.text)
             if entry_point is None:
@@ -291,6 +325,8 @@ class Coder(Agent):
 
     def _prompt(self, job: _Job, round_: int) -> str:
         """The first request, or a repair request: the failing code and how it failed."""
+        if self.style == "completion":
+            return self._completion_prompt(job, round_)
         spec = job.task.text.strip()
         if _is_function_prompt(job.task.text):
             ask = f"Complete this Python function:\n```python\n{job.task.text.rstrip()}\n```"
@@ -310,9 +346,23 @@ class Coder(Agent):
             f"Error: {job.error}{shown}\n\nFix it{keep}. {_FORMAT}"
         )
 
+    def _completion_prompt(self, job: _Job, round_: int) -> str:
+        """The prompt's code itself; for a repair, the last error as a comment above it.
+
+        The failing code is not shown: a base model continues text, and given its previous
+        body it copies it (seen with Gemma-3-270M: every repair resubmitted the same code).
+        The error names the failing test (``assert candidate(3.5) == 0.5``), which is the
+        information the next, sampled, try needs.
+        """
+        if round_ == 0 or job.error is None:
+            return job.task.text
+        name = job.entry_point or "this function"
+        error = " ".join(job.error.split())[:_STDERR_TAIL]
+        return f"# A previous version of {name} failed a test:\n#   {error}\n{job.task.text}"
+
     def _prefill(self, job: _Job) -> str:
         """How the reply starts: the prompt's own code in a fence, when prefilling applies."""
-        if not self.prefill or isinstance(self.model, Agent):
+        if not self.prefill or self.style == "completion" or isinstance(self.model, Agent):
             return ""
         return (
             f"```python\n{job.task.text.rstrip()}\n" if _is_function_prompt(job.task.text) else ""
@@ -336,19 +386,24 @@ class Coder(Agent):
                 )
                 out.append((r.output if text_ok else None, steps, error))
             return out
+        completion = self.style == "completion"
         head = [{"role": "system", "content": self.system}] if self.system else []
         chats = [
-            [*head, {"role": "user", "content": p}]
+            p
+            if completion
+            else [*head, {"role": "user", "content": p}]
             + ([{"role": "assistant", "content": pre}] if pre else [])
             for p, pre in prompts
         ]
         sampled = round_ > 0 and self.repair_temperature > 0
+        extra = {"chat": False, "stop": COMPLETION_STOPS} if completion else {}
         start = now()
         gens = model.generate(
             chats,
             max_new_tokens=self.max_new_tokens,
             temperature=self.repair_temperature if sampled else 0.0,
             seed=self.seed + round_ if sampled else None,
+            **extra,
         )
         end = now()
         name = getattr(model, "name", None)
@@ -440,4 +495,4 @@ class Coder(Agent):
         return Result(job.task.id, output, float(job.passed), job.path, latency, meta=meta)
 
 
-__all__ = ["Coder", "assemble", "code_from_reply", "humaneval_task"]
+__all__ = ["COMPLETION_STOPS", "Coder", "assemble", "code_from_reply", "humaneval_task"]

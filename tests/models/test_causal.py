@@ -71,6 +71,20 @@ def test_a_trailing_assistant_message_is_continued(slm):
     assert prefill not in gen.text  # the text is the continuation only
 
 
+def test_plain_text_skips_the_chat_template_with_chat_false(slm):
+    """Completion for base-model style prompts: the text goes in as it is."""
+    code = "def add(a, b):\n    return"
+    assert slm._render(code, chat=False) == code  # SmolLM2's tokenizer adds no BOS
+    assert slm._render(code) != code  # wrapped as a user message by default
+    [raw, chat] = (
+        slm.generate([code], max_new_tokens=4, chat=False),
+        slm.generate([code], max_new_tokens=4),
+    )
+    assert raw[0].ok and raw[0].usage.prompt_tokens < chat[0].usage.prompt_tokens
+    [bad] = slm.generate([[{"role": "user", "content": code}]], chat=False)
+    assert not bad.ok and "chat=False takes plain-text prompts" in bad.error
+
+
 def test_max_new_tokens_ends_with_length(slm):
     [gen] = slm.generate(["Tell me a long story about a dragon."], max_new_tokens=5)
     assert gen.finish_reason == "length"

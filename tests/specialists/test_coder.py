@@ -46,7 +46,12 @@ class Scripted:
 
     def generate(self, prompts, max_new_tokens=128, **options):
         """Like CausalLM: a reply continues a trailing assistant message (the prefill)."""
-        users = [next(m["content"] for m in reversed(p) if m["role"] == "user") for p in prompts]
+        users = [  # a completion prompt is plain text
+            p
+            if isinstance(p, str)
+            else next(m["content"] for m in reversed(p) if m["role"] == "user")
+            for p in prompts
+        ]
         self.calls.append(users)
         self.chats.append(prompts)
         self.options.append(options)
@@ -164,6 +169,35 @@ def test_a_failing_answer_is_repaired_from_the_test_error(problems):
     assert stuck.output["error"].startswith("AssertionError")
     assert len(stuck.path) == 6
     assert stuck.path[-1].decision.startswith("give up after 3 attempts: AssertionError")
+
+
+def test_completion_style_continues_the_prompt_and_repairs_from_the_error(problems):
+    """A base model gets the prompt's own text; a repair adds the error above it, not the code."""
+    model = Scripted({"strlen": ["    return len(string) + 1\n", "    return len(string)\n"]})
+    coder = Coder(model=model, style="completion", max_repairs=2)
+    (result,) = coder.run_batch([humaneval_task(problems["strlen"])])
+    prompt = problems["strlen"]["prompt"]
+    assert model.chats[0] == [prompt]  # plain text, no chat, no prefill
+    assert model.options[0]["chat"] is False
+    assert "\ndef " in model.options[0]["stop"]  # the body ends where top-level code starts
+    repair = model.calls[1][0]
+    assert repair.endswith(prompt) and repair.startswith("# A previous version of strlen")
+    assert "assert candidate" in repair and "+ 1" not in repair  # the error, not the code
+    assert result.output["passed"] and result.output["attempts"] == 2
+    assert result.output["code"].startswith(prompt)  # the reply continues the prompt
+
+
+def test_completion_style_needs_a_function_prompt_and_a_model(problems):
+    spec = Task(
+        text="Add two numbers.", meta={"test": "assert add(1, 2) == 3", "entry_point": "add"}
+    )
+    (result,) = Coder(model=Scripted({}), style="completion").run_batch([spec])
+    assert not result.ok and "needs a function prompt" in result.error
+    writer = FunctionAgent("llm-tier", lambda task: ("", 0.9))
+    with pytest.raises(ValueError, match="completion"):
+        Coder(model=writer, style="completion")
+    with pytest.raises(ValueError, match="style must be one of"):
+        Coder(model=Scripted({}), style="fim")
 
 
 def test_without_repairs_one_attempt_only(problems):
