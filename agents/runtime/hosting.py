@@ -208,21 +208,25 @@ def _start_actors(
     """Start ``replicas`` actors hosting ``specs`` and wait until every one has its models."""
     import ray
 
-    from agents.runtime.actor import AgentActor
+    from agents.runtime.actor import AgentActor, DirectAgentActor
 
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas!r}")
+    if max_batch_size < 1:
+        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size!r}")
     ensure_ray(address)
-    remote = ray.remote(AgentActor).options(
+    threads = max(1, int(num_cpus))
+    hosted = specs[0] if len(specs) == 1 else specs
+    direct = max_batch_size == 1  # nothing to batch: a synchronous actor, one call at a time
+    remote = ray.remote(DirectAgentActor if direct else AgentActor).options(
         num_cpus=num_cpus,
         num_gpus=num_gpus,
-        max_concurrency=max_concurrency,
+        max_concurrency=1 if direct else max_concurrency,
         max_restarts=max_retries,
         max_task_retries=max_retries,
     )
-    threads = max(1, int(num_cpus))
-    hosted = specs[0] if len(specs) == 1 else specs
-    actors = [remote.remote(hosted, max_batch_size, max_wait_ms, threads) for _ in range(replicas)]
+    args = (hosted, threads) if direct else (hosted, max_batch_size, max_wait_ms, threads)
+    actors = [remote.remote(*args) for _ in range(replicas)]
     try:  # wait until every replica has loaded its model
         ray.get([a.info.remote() for a in actors], timeout=startup_timeout_s)
     except ray.exceptions.GetTimeoutError:

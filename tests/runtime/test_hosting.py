@@ -56,6 +56,20 @@ def test_concurrent_callers_share_batches(hosted_router):
     assert sum(new_batches) == 12 and len(new_batches) < 12
 
 
+def test_an_unbatched_agent_is_served_by_a_direct_synchronous_actor(ray_cluster, hosted_router):
+    direct = RayAgent(ROUTER, num_cpus=0.25, max_batch_size=1)
+    try:
+        results = direct.run_batch(["my card is lost", "I lost my card", "card stolen"])
+        assert [r.output for r in results] == ["cards"] * 3
+        info = direct.info()[0]
+        assert info["kind"] == "DirectAgentActor" and info["batches"] == [1, 1, 1]
+        assert hosted_router.info()[0]["kind"] == "AgentActor"  # batching on: the async actor
+    finally:
+        direct.shutdown()
+    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+        RayAgent(ROUTER, max_batch_size=0)
+
+
 def test_backpressure_refuses_or_waits(ray_cluster):
     refuse = RayAgent(ROUTER, num_cpus=0.25, max_pending=2, when_full="error", max_batch_size=1)
     wait = RayAgent(ROUTER, num_cpus=0.25, max_pending=2, when_full="wait", max_batch_size=4)
