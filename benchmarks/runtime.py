@@ -18,7 +18,8 @@ What it measures:
    a. ``direct``: ``CausalLM.generate([prompt])`` / ``EncoderClassifier.predict([text])``;
    b. ``agent``: an in-process ``LLMAgent`` / ``ClassifierAgent`` on the same model object;
    c. ``ray``: ``RayAgent(AgentSpec(...), num_cpus=2, max_batch_size=1)``, i.e. one actor with
-      both cores (torch threads = 2, as in this process) and no batching wait;
+      both cores (torch threads = 2, as in this process) and no batching wait (a synchronous
+      ``DirectAgentActor``, since there is nothing to batch);
    c'. ``ray, batcher default``: the same with RayAgent's default batcher (``max_batch_size=16,
       max_wait_ms=5``), which holds a lone request for ``max_wait_ms`` hoping for company;
    d. ``cascade, traced``: ``Cascade(ray, large, threshold=0.0)`` (so nothing escalates and it
