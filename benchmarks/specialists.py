@@ -396,7 +396,7 @@ def bench_coder_completion(args: argparse.Namespace) -> dict[str, Any]:
         "problems": len(tasks),
         "model": model.name,
         "passed_first": [r.task_id for r in first],
-        "passed_after_repair": [r.task_id for r in final if r not in first],
+        "passed_after_repair": [r.task_id for r in final if r.output["attempts"] > 1],
         "relative_gain": gain,
     }
     return {"facts": facts, "rows": [first_row, repaired]}

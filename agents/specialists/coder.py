@@ -275,24 +275,24 @@ class Coder(Agent):
                     job.fatal = error if job.attempts == 0 else None
                     continue
                 job.attempts += 1
-                if self.style == "completion":  # the reply continues the prompt's code
-                    code = text if (text or "").strip() else None
-                else:
-                    code = code_from_reply(text or "", job.entry_point)
-                if code is None:
+                program = self._program(job, text or "")
+                if program is None:
                     self._no_code(job, last=last)
                     uncoded.append(job)
                 else:
-                    job.code = (
-                        _drop_main_block(job.task.text + code)
-                        if self.style == "completion"
-                        else assemble(job.task.text, code, job.entry_point)
-                    )
+                    job.code = program
                     tested.append(job)
             self._test(tested, last=last)
             pending = [j for j in tested if not j.passed] + uncoded
         out = [j if isinstance(j, Result) else self._result(j) for j in jobs]
         return merge(len(tasks), errors, out)
+
+    def _program(self, job: _Job, reply: str) -> str | None:
+        """The program to test from a reply, or None when the reply holds no code."""
+        if self.style == "completion":  # the reply continues the prompt's code
+            return _drop_main_block(job.task.text + reply) if reply.strip() else None
+        code = code_from_reply(reply, job.entry_point)
+        return None if code is None else assemble(job.task.text, code, job.entry_point)
 
     def _job(self, task: Task) -> _Job | Result:
         """Validate one task's HumanEval fields; a bad one becomes its error Result."""
