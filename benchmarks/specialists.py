@@ -20,9 +20,10 @@ measures the real trade-off.
    with the test-and-repair loop (2 rounds). The goal is the relative gain.
    ``coder`` is SmolLM2-135M-Instruct in chat style; ``coder_completion`` is the bundled
    Gemma-3-270M base model in completion style (``Coder(style="completion")``), whose first
-   attempt is greedy and whose repairs sample (temperature 0.7) with the last error in a
-   comment. Its two rows come from one run: "first attempt" counts the problems that passed on
-   attempt 1, priced and timed on that round's steps alone.
+   attempt is greedy and whose ``--repairs`` rounds sample (``--repair-temperature``,
+   ``--repair-top-p``) with the last error in a comment. Its two rows come from one run:
+   "first attempt" counts the problems that passed on attempt 1, priced and timed on that
+   round's steps alone; ``passed_by_round`` in the JSON gives the curve in between.
 
 Run from the repository root on a quiet machine::
 
@@ -80,6 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extractor-minutes", type=float, default=45.0)
     parser.add_argument("--receipts", type=int, help="held-out receipts scored [all 50]")
     parser.add_argument("--problems", type=int, default=40, help="HumanEval problems")
+    parser.add_argument(
+        "--repairs", type=int, default=2, help="coder_completion: repair rounds after attempt 1"
+    )
+    parser.add_argument(
+        "--repair-temperature", type=float, default=0.7, help="coder_completion: sampling"
+    )
+    parser.add_argument("--repair-top-p", type=float, default=0.95, help="coder_completion")
+    parser.add_argument("--coder-batch", type=int, default=8, help="coder_completion batch")
     parser.add_argument(
         "--skip",
         nargs="*",
@@ -366,24 +375,33 @@ def bench_coder_completion(args: argparse.Namespace) -> dict[str, Any]:
 
     lines = (DATA / "humaneval" / "problems.jsonl").read_text().splitlines()
     tasks = [humaneval_task(json.loads(line)) for line in lines[: args.problems]]
-    model = CausalLM("gemma-3-270m", device="cpu", batch_size=8)
-    coder = Coder(model=model, style="completion", max_repairs=2, max_new_tokens=256)
+    batch = args.coder_batch
+    model = CausalLM("gemma-3-270m", device="cpu", batch_size=batch)
+    coder = Coder(
+        model=model,
+        style="completion",
+        max_repairs=args.repairs,
+        max_new_tokens=256,
+        repair_temperature=args.repair_temperature,
+        repair_top_p=args.repair_top_p,
+    )
     console.print(f"[bold]coder_completion[/]: {model.name} on {len(tasks)} problems")
-    out, seconds, others = timed(coder, tasks, batch=8)
-    first = [r for r in out if r.ok and r.output["passed"] and r.output["attempts"] == 1]
-    final = [r for r in out if r.ok and r.output["passed"]]
+    out, seconds, others = timed(coder, tasks, batch=batch)
+    passed = [r for r in out if r.ok and r.output["passed"]]
+    first = [r for r in passed if r.output["attempts"] == 1]
     name = "Gemma-3-270M base, completion"
+    sampling = f"T={args.repair_temperature}, top_p={args.repair_top_p}"
     repaired = row(
         "Coder",
-        f"{name} + test-and-repair, 2 rounds",
+        f"{name} + test-and-repair, {args.repairs} rounds ({sampling})",
         "pass@1",
-        len(final) / len(tasks),
+        len(passed) / len(tasks),
         out,
         seconds,
         others,
         set(),
     )
-    round_one = _first_round_seconds(out, batch=8)
+    round_one = _first_round_seconds(out, batch=batch)
     first_row = dict(
         repaired,
         configuration=f"{name}, first attempt (pass@1)",
@@ -391,12 +409,20 @@ def bench_coder_completion(args: argparse.Namespace) -> dict[str, Any]:
         per_second=round(len(out) / round_one, 2),
         cost_per_1k_usd=round(1000 * sum(_cost(r.path[:2]) for r in out) / len(out), 8),
     )
-    gain = round(len(final) / len(first) - 1, 4) if first else None
+    gain = round(len(passed) / len(first) - 1, 4) if first else None
     facts = {
         "problems": len(tasks),
         "model": model.name,
+        "repairs": args.repairs,
+        "repair_sampling": {"temperature": args.repair_temperature, "top_p": args.repair_top_p},
+        # problems solved by the end of each round: index 0 is the first attempt
+        "passed_by_round": [
+            sum(r.output["attempts"] <= k + 1 for r in passed) for k in range(args.repairs + 1)
+        ],
         "passed_first": [r.task_id for r in first],
-        "passed_after_repair": [r.task_id for r in final if r.output["attempts"] > 1],
+        "passed_after_repair": {
+            r.task_id: r.output["attempts"] for r in passed if r.output["attempts"] > 1
+        },
         "relative_gain": gain,
     }
     return {"facts": facts, "rows": [first_row, repaired]}

@@ -191,6 +191,8 @@ class Coder(Agent):
         repair_temperature: sampling temperature of the repair rounds (the first attempt is
             greedy). A greedy repair of a small model mostly resubmits the same code; sampling,
             seeded by ``seed`` and the round, makes each round a new try informed by the error.
+        repair_top_p: nucleus sampling of the repair rounds (0.95, the Codex paper's setting:
+            a large vocabulary sampled whole draws many junk tokens).
         system: system message for a model with ``generate`` (an Agent brings its own).
         limits: keywords for :func:`agents.sandbox.run_sandboxed` (default 5 s, 512 MB).
         workers: sandbox runs at once.
@@ -206,6 +208,7 @@ class Coder(Agent):
         style: str = "chat",
         prefill: bool = True,
         repair_temperature: float = 0.7,
+        repair_top_p: float = 0.95,
         seed: int = 0,
         system: str | None = SYSTEM,
         limits: Mapping[str, Any] | None = None,
@@ -235,6 +238,8 @@ class Coder(Agent):
                 raise ValueError(f"limits[{key!r}] must be > 0, got {self.limits[key]!r}")
         if repair_temperature < 0:
             raise ValueError(f"repair_temperature must be >= 0, got {repair_temperature!r}")
+        if not 0 < repair_top_p <= 1:
+            raise ValueError(f"repair_top_p must be in (0, 1], got {repair_top_p!r}")
         if style not in STYLES:
             raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
         if style == "completion" and isinstance(model, Agent):
@@ -246,6 +251,7 @@ class Coder(Agent):
         self.name, self._model, self.max_repairs = name, model, max_repairs
         self.max_new_tokens, self.system = max_new_tokens, system
         self.prefill, self.repair_temperature, self.seed = prefill, repair_temperature, seed
+        self.repair_top_p = repair_top_p
         self.workers, self.prices = workers, prices
 
     @property
@@ -402,6 +408,7 @@ class Coder(Agent):
             chats,
             max_new_tokens=self.max_new_tokens,
             temperature=self.repair_temperature if sampled else 0.0,
+            **({"top_p": self.repair_top_p} if sampled else {}),
             seed=self.seed + round_ if sampled else None,
             **extra,
         )

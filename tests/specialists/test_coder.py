@@ -138,6 +138,8 @@ def test_a_failing_answer_is_repaired_from_the_test_error(problems):
     # the first attempt is greedy; each repair round samples, with its own seed
     assert model.options[0]["temperature"] == 0.0
     assert [o["temperature"] for o in model.options[1:]] == [0.7, 0.7]
+    assert "top_p" not in model.options[0]
+    assert [o["top_p"] for o in model.options[1:]] == [0.95, 0.95]
     assert len({o["seed"] for o in model.options[1:]}) == 2
 
     repair_prompt = model.calls[1][0]
@@ -254,6 +256,8 @@ def test_bad_settings_are_refused():
         Coder(model=Scripted({}), limits={"timeout_s": 0})
     with pytest.raises(TypeError, match="model must be"):
         Coder(model=42)
+    with pytest.raises(ValueError, match="repair_top_p"):
+        Coder(model=Scripted({}), repair_top_p=0)
 
 
 def test_real_model_on_a_humaneval_problem_with_bad_tasks_beside_it(slm, problems):
