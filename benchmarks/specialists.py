@@ -17,7 +17,8 @@ measures the real trade-off.
    zero-shot base model, and a Cascade sending the adapter's least confident receipts (minimum
    field confidence) to the zero-shot tier. Goal: >= 85% mean field exact-match.
 3. **Coder** on the first ``--problems`` HumanEval problems: pass@1 of the first attempt and
-   with the test-and-repair loop (2 rounds). The goal is the relative gain.
+   with the test-and-repair loop (2 rounds; ``--repairs`` for ``coder_completion``). The goal
+   is the relative gain.
    ``coder`` is SmolLM2-135M-Instruct in chat style; ``coder_completion`` is the bundled
    Gemma-3-270M base model in completion style (``Coder(style="completion")``), whose first
    attempt is greedy and whose ``--repairs`` rounds sample (``--repair-temperature``,
