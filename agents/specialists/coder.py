@@ -401,17 +401,18 @@ class Coder(Agent):
             + ([{"role": "assistant", "content": pre}] if pre else [])
             for p, pre in prompts
         ]
-        sampled = round_ > 0 and self.repair_temperature > 0
-        extra = {"chat": False, "stop": COMPLETION_STOPS} if completion else {}
+        if round_ > 0 and self.repair_temperature > 0:  # a repair: sampled, seeded per round
+            decoding = {
+                "temperature": self.repair_temperature,
+                "top_p": self.repair_top_p,
+                "seed": self.seed + round_,
+            }
+        else:
+            decoding = {"temperature": 0.0, "seed": None}
+        if completion:
+            decoding.update(chat=False, stop=COMPLETION_STOPS)
         start = now()
-        gens = model.generate(
-            chats,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.repair_temperature if sampled else 0.0,
-            **({"top_p": self.repair_top_p} if sampled else {}),
-            seed=self.seed + round_ if sampled else None,
-            **extra,
-        )
+        gens = model.generate(chats, max_new_tokens=self.max_new_tokens, **decoding)
         end = now()
         name = getattr(model, "name", None)
         out = []
