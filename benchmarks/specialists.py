@@ -25,6 +25,9 @@ measures the real trade-off.
    ``--repair-top-p``) with the last error in a comment. Its two rows come from one run:
    "first attempt" counts the problems that passed on attempt 1, priced and timed on that
    round's steps alone; ``passed_by_round`` in the JSON gives the curve in between.
+   ``coder_resample`` is the same run with ``Coder(repair_feedback=False)``: the repair rounds
+   resend the first prompt, so they only resample. The gap between the two is what the error
+   comment adds.
 
 Run from the repository root on a quiet machine::
 
@@ -94,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip",
         nargs="*",
         default=[],
-        choices=["router", "extractor", "coder", "coder_completion"],
+        choices=["router", "extractor", "coder", "coder_completion", "coder_resample"],
     )
     parser.add_argument("--output", type=Path, default=RESULT)
     args = parser.parse_args(argv)
@@ -368,8 +371,9 @@ def bench_coder(args: argparse.Namespace, slm: Any) -> dict[str, Any]:
     return {"facts": {"problems": len(tasks), "relative_gain": gain}, "rows": rows}
 
 
-def bench_coder_completion(args: argparse.Namespace) -> dict[str, Any]:
-    """Gemma-3-270M (base) continues each HumanEval prompt; repairs from the test error."""
+def bench_coder_completion(args: argparse.Namespace, feedback: bool = True) -> dict[str, Any]:
+    """Gemma-3-270M (base) continues each HumanEval prompt; repairs from the test error, or
+    (``feedback=False``) resamples the first prompt."""
     from agents.models import CausalLM
     from agents.specialists import Coder
     from agents.specialists.coder import humaneval_task
@@ -385,16 +389,19 @@ def bench_coder_completion(args: argparse.Namespace) -> dict[str, Any]:
         max_new_tokens=256,
         repair_temperature=args.repair_temperature,
         repair_top_p=args.repair_top_p,
+        repair_feedback=feedback,
     )
-    console.print(f"[bold]coder_completion[/]: {model.name} on {len(tasks)} problems")
+    part = "coder_completion" if feedback else "coder_resample"
+    console.print(f"[bold]{part}[/]: {model.name} on {len(tasks)} problems")
     out, seconds, others = timed(coder, tasks, batch=batch)
     passed = [r for r in out if r.ok and r.output["passed"]]
     first = [r for r in passed if r.output["attempts"] == 1]
     name = "Gemma-3-270M base, completion"
     sampling = f"T={args.repair_temperature}, top_p={args.repair_top_p}"
+    loop = "test-and-repair" if feedback else "test-and-resample (no error shown)"
     repaired = row(
         "Coder",
-        f"{name} + test-and-repair, {args.repairs} rounds ({sampling})",
+        f"{name} + {loop}, {args.repairs} rounds ({sampling})",
         "pass@1",
         len(passed) / len(tasks),
         out,
@@ -416,6 +423,7 @@ def bench_coder_completion(args: argparse.Namespace) -> dict[str, Any]:
         "model": model.name,
         "repairs": args.repairs,
         "repair_sampling": {"temperature": args.repair_temperature, "top_p": args.repair_top_p},
+        "repair_feedback": feedback,
         # problems solved by the end of each round: index 0 is the first attempt
         "passed_by_round": [
             sum(r.output["attempts"] <= k + 1 for r in passed) for k in range(args.repairs + 1)
@@ -470,6 +478,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             parts["coder"] = bench_coder(args, slm)
         if "coder_completion" not in args.skip:
             parts["coder_completion"] = bench_coder_completion(args)
+        if "coder_resample" not in args.skip:
+            parts["coder_resample"] = bench_coder_completion(args, feedback=False)
     if not args.quick:
         parts.update(carried_parts(args.output, args.skip, section="parts"))
     results["parts"] = parts
@@ -494,7 +504,7 @@ def goals(parts: dict[str, Any]) -> dict[str, Any]:
             "value": value,
             "met": value >= GOALS["extractor_exact_match"],
         }
-    for name in ("coder", "coder_completion"):
+    for name in ("coder", "coder_completion", "coder_resample"):
         if name in parts:
             out[f"{name}_relative_gain"] = {"value": parts[name]["facts"]["relative_gain"]}
     return out

@@ -255,6 +255,8 @@ class CausalLM(Model):
     def _generate_batch(self, batch: list[_Prepared], opts: GenerationOptions) -> list[Generation]:
         import torch
 
+        from agents.models.token_logprobs import ChosenTokenLogprobs, sampling_processors
+
         enc = self.tokenizer(
             [p.text for p in batch],
             return_tensors="pt",
@@ -262,31 +264,28 @@ class CausalLM(Model):
             padding_side="left",
             add_special_tokens=False,
         ).to(self.device)
+        recorder = ChosenTokenLogprobs()
+        processors: list[Any] = []
+        if batch[0].grammar is not None:
+            processors.append(GrammarCompiler.logits_processor([p.grammar for p in batch]))
+        # Order matters: constraint, then temperature/top-p, then the recorder sees the result.
+        processors += [*sampling_processors(opts.temperature, opts.top_p), recorder]
         kwargs: dict[str, Any] = dict(
             max_new_tokens=opts.max_new_tokens,
             do_sample=opts.temperature > 0,
             pad_token_id=self.tokenizer.pad_token_id,
-            return_dict_in_generate=True,
-            output_scores=True,
+            logits_processor=processors,
+            # Sampling settings live in `processors`; None keeps transformers from adding its own.
+            temperature=None,
+            top_p=None,
+            top_k=None,
         )
-        if opts.temperature > 0:
-            kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-        else:  # silence transformers' warnings about sampling-only settings
-            kwargs.update(temperature=None, top_p=None, top_k=None)
         if opts.stop:
             kwargs.update(stop_strings=list(opts.stop), tokenizer=self.tokenizer)
-        if batch[0].grammar is not None:
-            kwargs["logits_processor"] = [
-                GrammarCompiler.logits_processor([p.grammar for p in batch])
-            ]
         with Timer() as timer, torch.inference_mode(), self._adapter_scope(opts.adapter):
-            out = self.model.generate(**enc, **kwargs)
-        new_tokens = out.sequences[:, enc.input_ids.shape[1] :]
-        logprobs = (
-            torch.stack([torch.log_softmax(s.float(), dim=-1) for s in out.scores], dim=1)
-            .gather(-1, new_tokens.unsqueeze(-1))
-            .squeeze(-1)
-        )
+            sequences = self.model.generate(**enc, **kwargs)
+        new_tokens = sequences[:, enc.input_ids.shape[1] :]
+        logprobs = recorder.logprobs(new_tokens)
         return [
             self._to_generation(p, new_tokens[row].tolist(), logprobs[row].tolist(), opts, timer)
             for row, p in enumerate(batch)

@@ -193,6 +193,9 @@ class Coder(Agent):
             seeded by ``seed`` and the round, makes each round a new try informed by the error.
         repair_top_p: nucleus sampling of the repair rounds (0.95, the Codex paper's setting:
             a large vocabulary sampled whole draws many junk tokens).
+        repair_feedback: show the test error (and, chat style, the failing code) in repair
+            prompts. False resends the first prompt, so repair rounds are plain resampling:
+            the ablation that tells whether the error helps.
         system: system message for a model with ``generate`` (an Agent brings its own).
         limits: keywords for :func:`agents.sandbox.run_sandboxed` (default 5 s, 512 MB).
         workers: sandbox runs at once.
@@ -209,6 +212,7 @@ class Coder(Agent):
         prefill: bool = True,
         repair_temperature: float = 0.7,
         repair_top_p: float = 0.95,
+        repair_feedback: bool = True,
         seed: int = 0,
         system: str | None = SYSTEM,
         limits: Mapping[str, Any] | None = None,
@@ -251,7 +255,7 @@ class Coder(Agent):
         self.name, self._model, self.max_repairs = name, model, max_repairs
         self.max_new_tokens, self.system = max_new_tokens, system
         self.prefill, self.repair_temperature, self.seed = prefill, repair_temperature, seed
-        self.repair_top_p = repair_top_p
+        self.repair_top_p, self.repair_feedback = repair_top_p, repair_feedback
         self.workers, self.prices = workers, prices
 
     @property
@@ -339,7 +343,7 @@ class Coder(Agent):
         else:
             named = f"\nName it `{job.entry_point}`." if job.entry_point else ""
             ask = f"Write a Python function for this spec:\n{spec}{named}"
-        if round_ == 0:
+        if round_ == 0 or not self.repair_feedback:
             return f"{ask}\n{_FORMAT}"
         if job.code is None:  # the last reply had no code: ask again, saying so
             return f"Your last reply had no Python code.\n\n{ask}\n{_FORMAT}"
@@ -360,7 +364,7 @@ class Coder(Agent):
         The error names the failing test (``assert candidate(3.5) == 0.5``), which is the
         information the next, sampled, try needs.
         """
-        if round_ == 0 or job.error is None:
+        if round_ == 0 or job.error is None or not self.repair_feedback:
             return job.task.text
         name = job.entry_point or "this function"
         error = " ".join(job.error.split())[:_STDERR_TAIL]

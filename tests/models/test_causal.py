@@ -101,6 +101,35 @@ def test_stop_string_cuts_the_text(slm):
     assert cut.usage.completion_tokens < free.usage.completion_tokens
 
 
+def teacher_forced_logprobs(slm, prompt: str, gen, warpers=()) -> list[float]:
+    """Log-probs of gen's tokens from one forward pass over prompt + tokens, after warpers."""
+    import torch
+
+    prompt_ids = slm.tokenizer(prompt, add_special_tokens=False).input_ids
+    ids = torch.tensor([prompt_ids + gen.token_ids])
+    with torch.inference_mode():
+        logits = slm.model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
+    for warp in warpers:
+        logits = warp(ids, logits)
+    return torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids) :, None])[:, 0].tolist()
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.0, 1.0), (0.7, 0.9)])
+def test_token_logprobs_are_those_of_the_distribution_sampled_from(slm, temperature, top_p):
+    """Recorded step by step (not from output_scores): each must match a teacher-forced pass."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    prompts = ["The capital of France is", "def add(a, b):\n    return"]  # unequal: padded
+    gens = slm.generate(
+        prompts, max_new_tokens=10, chat=False, temperature=temperature, top_p=top_p, seed=3
+    )
+    warpers = [TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)] if temperature else []
+    for prompt, gen in zip(prompts, gens, strict=True):
+        assert gen.ok and len(gen.token_ids) == len(gen.token_logprobs) > 1, gen
+        expected = teacher_forced_logprobs(slm, prompt, gen, warpers)
+        assert gen.token_logprobs == pytest.approx(expected, abs=2e-3)
+
+
 def test_sampling_is_reproducible_with_a_seed(slm):
     run = lambda seed: [  # noqa: E731
         g.text

@@ -189,6 +189,17 @@ def test_completion_style_continues_the_prompt_and_repairs_from_the_error(proble
     assert result.output["code"].startswith(prompt)  # the reply continues the prompt
 
 
+@pytest.mark.parametrize("style", ["chat", "completion"])
+def test_without_feedback_repairs_resample_the_first_prompt(problems, style):
+    """The ablation switch: repair rounds see neither the error nor the code, only a new seed."""
+    model = Scripted({"strlen": ["    return len(string) + 1\n", "    return len(string)\n"]})
+    coder = Coder(model=model, style=style, max_repairs=2, repair_feedback=False)
+    (result,) = coder.run_batch([humaneval_task(problems["strlen"])])
+    assert result.output["passed"] and result.output["attempts"] == 2
+    assert model.chats[1] == model.chats[0]  # the same prompt (and prefill) again
+    assert model.options[0]["temperature"] == 0.0 and model.options[1]["temperature"] == 0.7
+
+
 def test_completion_style_needs_a_function_prompt_and_a_model(problems):
     spec = Task(
         text="Add two numbers.", meta={"test": "assert add(1, 2) == 3", "entry_point": "add"}
