@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check_quiet(OtherCpuUse)
     lines = PROBLEMS.read_text(encoding="utf-8").splitlines()
     prompts = [json.loads(line)["prompt"] for line in lines]
-    lm = CausalLM(args.model, device="cpu")
+    lm = CausalLM(args.model, device="cpu", batch_size=max(args.batches))  # one call, one batch
     results: dict[str, Any] = {
         "machine": machine_facts(),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
