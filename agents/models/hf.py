@@ -301,7 +301,8 @@ class CausalLM(Model):
         )
         cut = min((text.find(s) for s in opts.stop if s in text), default=-1)
         if cut >= 0:
-            text, n, reason = text[:cut], end if end is not None else len(ids), "stop"
+            upper = end if end is not None else len(ids)
+            text, n, reason = text[:cut], self._tokens_to_stop(ids, opts.stop, upper), "stop"
         elif end is not None:
             n, reason = end + 1, "stop"  # the end-of-sequence token counts as generated
         else:
@@ -325,6 +326,24 @@ class CausalLM(Model):
                     f"raise max_new_tokens (now {opts.max_new_tokens})"
                 )
         return gen
+
+    def _tokens_to_stop(self, ids: list[int], stops: Sequence[str], upper: int) -> int:
+        """How many of ``ids`` it took to write the first stop string.
+
+        Why: in a batch, a row that hit its stop string is padded while the others go on, and
+        where the pad token is not end-of-sequence (Gemma) those pads would count as generated
+        tokens (usage, cost) and as very unlikely ones (confidence). Binary search over prefix
+        decodes: a prefix that contains a stop string stays one when it grows.
+        """
+        low, high = 1, upper
+        while low < high:
+            mid = (low + high) // 2
+            prefix = self.tokenizer.decode(ids[:mid], skip_special_tokens=True)
+            if any(s in prefix for s in stops):
+                high = mid
+            else:
+                low = mid + 1
+        return high
 
     def _grammar_compiler(self) -> GrammarCompiler:
         if self._grammars is None:

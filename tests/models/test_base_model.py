@@ -49,3 +49,17 @@ def test_completion_coder_solves_a_real_humaneval_problem(gemma):
     assert result.ok and result.output["passed"], result.output
     assert result.output["code"].startswith(strlen["prompt"])
     assert result.path[0].model == "gemma-3-270m" and result.cost > 0
+
+
+def test_a_row_cut_by_a_stop_string_counts_only_its_own_tokens(gemma):
+    """In a batch, a stopped row is padded while others decode on; Gemma's pad is not its
+    end-of-sequence token, so the pads must be told apart from generated tokens."""
+    prompts = ["def add(a, b):\n    return", "# A long story about a dragon\nOnce upon a time"]
+    options = dict(max_new_tokens=48, chat=False, stop=("\n",))
+    stopped, _ = gemma.generate(prompts, **options)
+    (alone,) = gemma.generate(prompts[:1], **options)
+    assert stopped.finish_reason == "stop" and stopped.text == alone.text, (stopped, alone)
+    assert stopped.usage.completion_tokens == alone.usage.completion_tokens < 48
+    assert gemma.tokenizer.pad_token_id not in stopped.token_ids
+    assert stopped.confidence == pytest.approx(alone.confidence, rel=1e-3)
+    assert "\n" in gemma.tokenizer.decode(stopped.token_ids)  # the stop's own token counts
