@@ -145,6 +145,7 @@ def run_sandboxed(
                 out, err, killed_by = _collect(proc, start + timeout_s, max_output_bytes)
             finally:
                 _kill_group(proc.pid)
+        _wait_until_group_ended(proc.pid)  # before the temp dir goes: nothing may still write
         duration = time.monotonic() - start
         report = _read_all(report_r)
 
@@ -258,6 +259,41 @@ def _kill_group(pgid: int) -> None:
 
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _wait_until_group_ended(pgid: int, within_s: float = 2.0) -> None:
+    """Wait until no process of the run is alive (at most ``within_s``).
+
+    Why: SIGKILL is delivered asynchronously, so a process left behind by the code can still
+    run for a moment after ``_kill_group``; the run is over only when none does.
+    """
+    deadline = time.monotonic() + within_s
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies awaiting their reaper count as
+    ended: they run no code)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone is there; /proc tells whether it still runs
+    if not os.path.isdir("/proc"):
+        return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                state, _ppid, group = f.read().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # ended while we looked
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def _read_all(fd: int) -> bytes:
