@@ -3,7 +3,7 @@
 Every agent answers ``run_batch(tasks) -> list[Result]`` (one Result per task, in order);
 ``run``, ``submit`` (a Future, for concurrency) and the async ``arun``/``arun_batch`` derive
 from it. The same API holds for an agent in this process and for one hosted by Ray
-(``agents.runtime.RayAgent``), so patterns never care where their agents live.
+(``slm_agents.runtime.RayAgent``), so patterns never care where their agents live.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Step, Task, now
+from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.result import Result, Step, Task, now
 
 
 class Agent(ABC):
@@ -110,7 +110,7 @@ class LLMAgent(Agent):
     def __init__(
         self,
         name: str,
-        model: Any,  # agents.models.CausalLM
+        model: Any,  # slm_agents.models.CausalLM
         *,
         prompt: str = "{text}",
         system: str | None = None,

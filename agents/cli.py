@@ -13,11 +13,10 @@ from typing import Any
 
 import typer
 from rich.table import Table
-
-from agents.console import console
-from agents.console import fail as _fail
-from agents.console import quiet_transformers as _quiet_transformers
-from finetune.cli import compress_app, evaluate_app, finetune_app
+from slm_agents.console import console
+from slm_agents.console import fail as _fail
+from slm_agents.console import quiet_transformers as _quiet_transformers
+from slm_agents.finetune.cli import compress_app, evaluate_app, finetune_app
 
 app = typer.Typer(
     help="Small language models doing the real work of agent systems.",
@@ -44,8 +43,8 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     """List the embedded models: parameters, size on disk, source package, cache location."""
     from dataclasses import asdict
 
-    from agents.models.catalog import list_models
-    from agents.models.sources import cache_dir
+    from slm_agents.models.catalog import list_models
+    from slm_agents.models.sources import cache_dir
 
     infos = list_models()
     if as_json:
@@ -105,7 +104,7 @@ def generate(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per prompt on stdout."),
 ):
     """Generate text with a causal SLM, batched, with optional JSON-schema or regex constraints."""
-    from agents.models import CausalLM, ModelNotFoundError
+    from slm_agents.models import CausalLM, ModelNotFoundError
 
     texts = _read_inputs(prompts, file)
     _quiet_transformers()
@@ -169,8 +168,7 @@ def classify(
 ):
     """Classify texts: label, confidence and the full probability vector."""
     import yaml
-
-    from agents.models import EncoderClassifier, ModelNotFoundError
+    from slm_agents.models import EncoderClassifier, ModelNotFoundError
 
     items = _read_inputs(texts, file)
     _quiet_transformers()
@@ -219,8 +217,8 @@ def demo(
     max_new_tokens: int = typer.Option(48, min=1),
 ):
     """Run the embedded models on real tickets and a receipt; log everything to MLflow."""
-    from agents.demo import run_demo
-    from agents.tracking import get_tracker
+    from slm_agents.demo import run_demo
+    from slm_agents.tracking import get_tracker
 
     _quiet_transformers()
     console.print("[bold]slm-agents demo[/]: zero-shot ticket routing, SLM replies, receipt JSON")
@@ -260,7 +258,7 @@ def demo(
 
 
 # The main job lives in its own module; importing it registers `slm-agents run` on this app.
-import agents.cli_run  # noqa: E402, F401
+import slm_agents.cli_run  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -1,6 +1,6 @@
 """``slm-agents run TEAM.yaml --input FILE --output results.jsonl``: the main job.
 
-Registered on the app of :mod:`agents.cli` (imported at its bottom). Prints live progress and a
+Registered on the app of :mod:`slm_agents.cli` (imported at its bottom). Prints live progress and a
 summary table; bad specs and unreadable input files are one red line naming the problem.
 """
 
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-
-from agents.cli import app
-from agents.console import console, fail, quiet_transformers
+from slm_agents.cli import app
+from slm_agents.console import console, fail, quiet_transformers
 
 
 @app.command("run")
@@ -26,9 +25,9 @@ def run_command(
     track: bool = typer.Option(True, help="Log the job to MLflow (one run, a trace per request)."),
 ):
     """Run a team over a file of requests: results appended as they finish, resumable."""
-    from agents.job import run_job
-    from agents.requests_file import RequestsFileError
-    from agents.teamspec import TeamSpecError
+    from slm_agents.job import run_job
+    from slm_agents.requests_file import RequestsFileError
+    from slm_agents.teamspec import TeamSpecError
 
     quiet_transformers()
     try:

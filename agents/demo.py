@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-
-from agents import tracking
-from agents.specialists.support_router import load_departments
+from slm_agents import tracking
+from slm_agents.specialists.support_router import load_departments
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -55,7 +54,7 @@ def run_demo(
     max_new_tokens: int = 48,
     progress: bool = True,
 ) -> DemoResult:
-    from agents.models import CausalLM, EncoderClassifier
+    from slm_agents.models import CausalLM, EncoderClassifier
 
     descriptions, intent_to_dept = load_departments(departments)
     with open(tickets, newline="", encoding="utf-8") as fh:

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.requests_file import Request, read_requests
-from agents.result import Result, Task
+from slm_agents.requests_file import Request, read_requests
+from slm_agents.result import Result, Task
 
 
 @dataclass
@@ -66,10 +66,9 @@ def run_job(
     on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> JobSummary:
     """Run the team of ``spec_path`` over ``input_path``; append records to ``output_path``."""
+    from slm_agents import tracking
+    from slm_agents.teamspec import load_team_spec
     from tqdm.auto import tqdm
-
-    from agents import tracking
-    from agents.teamspec import load_team_spec
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -117,7 +116,7 @@ def _run_batch(
     entry: Any, batch: list[Request], llm_tier: set[str], label_field: str | None, track: bool
 ) -> list[dict]:
     """Run the readable requests as one batch; every request gets exactly one record."""
-    from agents import tracking
+    from slm_agents import tracking
 
     readable = [r for r in batch if r.error is None]
     tasks = [Task(r.text or "", id=r.id, meta=dict(r.meta)) for r in readable]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from agents.agent import Agent, failed, split_valid
-from agents.result import Result, Task
+from slm_agents.agent import Agent, failed, split_valid
+from slm_agents.result import Result, Task
 
 
 class UnknownAgentError(KeyError):

@@ -183,9 +183,9 @@ class TeamSpec(_Strict):
 
         ``address`` (a Ray address) hosts the agents on Ray, as ``hosting.ray: true`` does.
         """
-        from agents.patterns import Cascade, Pipeline, Route
-        from agents.pricing import PriceTable
-        from agents.team import Team
+        from slm_agents.patterns import Cascade, Pipeline, Route
+        from slm_agents.pricing import PriceTable
+        from slm_agents.team import Team
 
         PriceTable(self.prices)  # validated here, before any model loads
         base = self.source.parent if self.source else Path.cwd()
@@ -208,12 +208,12 @@ class TeamSpec(_Strict):
         return team, Pipeline([team[name] for name in flow.pipeline or []])
 
     def _build_agent(self, name: str, entry: AgentEntry, base: Path, address: str | None) -> Any:
-        from agents.runtime.spec import AgentSpec
+        from slm_agents.runtime.spec import AgentSpec
 
         spec = AgentSpec(**self._spec_args(name, entry, base))
         if not (self.hosting.ray or address):
             return spec.build()
-        from agents.runtime import RayAgent
+        from slm_agents.runtime import RayAgent
 
         h = self.hosting
         return RayAgent(spec, replicas=h.replicas, num_cpus=h.num_cpus, num_gpus=h.num_gpus,
@@ -221,8 +221,8 @@ class TeamSpec(_Strict):
                         address=address or h.address)  # fmt: skip
 
     def _planner(self, name: str, entry: AgentEntry, base: Path, agents: dict) -> Any:
-        from agents.runtime.spec import AgentSpec
-        from agents.specialists import Planner
+        from slm_agents.runtime.spec import AgentSpec
+        from slm_agents.specialists import Planner
 
         model = AgentSpec(**self._spec_args(name, entry, base) | {"kind": "llm"})._causal()
         options = entry.options()

@@ -11,7 +11,7 @@ create on a sqlite store keep their artifacts in ``mlartifacts/`` beside the dat
 Spans: model backends wrap each batched call in :func:`model_call`. It records a span (type LLM
 for generation, CLASSIFIER for classification) carrying batch size, options, token usage and
 errors, but only while tracking is active: inside :meth:`Tracker.run` or after :func:`enable`.
-Outside those it is a no-op and MLflow is never imported, so ``import agents`` stays light.
+Outside those it is a no-op and MLflow is never imported, so ``import slm_agents`` stays light.
 
 Metrics: ``log_metrics`` buffers and sends one ``log_batch`` per 200 values or at run end
 (one synchronous ``log_metric`` on sqlite costs ~40 ms).
@@ -173,7 +173,7 @@ class Tracker:
     ) -> Iterator[str | None]:
         """Open an MLflow run (or reopen the run ``resume``); yields its id (None when tracking
         is broken). A resumed job reopens its run so the whole job stays one run."""
-        import mlflow  # imported here, not at module level: keeps `import agents` light
+        import mlflow  # imported here, not at module level: keeps `import slm_agents` light
 
         if resume is not None and self._setup():
             try:

@@ -43,7 +43,7 @@ from inference import OtherCpuUse, check_quiet, console, finish, machine_facts  
 from rich.table import Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "datasets" / "banking77"
+DATA = ROOT / "data" / "banking77"
 RESULT = ROOT / "benchmarks" / "results" / "finetune.json"
 
 
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any]:
-    from finetune.data import LabelledTexts, load_labelled
+    from slm_agents.finetune.data import LabelledTexts, load_labelled
 
     train = load_labelled(DATA / "train.csv", "text", "category")
     test = load_labelled(DATA / "test.csv", "text", "category")
@@ -88,8 +88,8 @@ def timed(fn: Any) -> tuple[Any, float, float | None]:
 
 
 def zero_shot(test: Any) -> dict[str, Any]:
-    from agents.models import EncoderClassifier
-    from finetune.evaluate import evaluate_classifier
+    from slm_agents.finetune.evaluate import evaluate_classifier
+    from slm_agents.models import EncoderClassifier
 
     labels = {name: name.replace("_", " ").rstrip("?") for name in sorted(set(test.labels))}
     scores = evaluate_classifier(EncoderClassifier(labels=labels), test, progress=False)
@@ -97,9 +97,9 @@ def zero_shot(test: Any) -> dict[str, Any]:
 
 
 def lora_classifier(train: Any, test: Any, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from finetune.classifier import train_classifier
-    from finetune.evaluate import evaluate_classifier
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import train_classifier
+    from slm_agents.finetune.evaluate import evaluate_classifier
+    from slm_agents.finetune.loop import TrainConfig
 
     config = TrainConfig(epochs=args.epochs, max_minutes=args.max_minutes)
     result, seconds, others = timed(
@@ -124,10 +124,10 @@ def lora_classifier(train: Any, test: Any, args: argparse.Namespace, out: Path) 
 def distillation(
     train: Any, test: Any, teacher: Path, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
-    from finetune.classifier import ClassifierSettings, train_classifier
-    from finetune.distill import distill_classifier
-    from finetune.evaluate import evaluate_classifier
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
+    from slm_agents.finetune.distill import distill_classifier
+    from slm_agents.finetune.evaluate import evaluate_classifier
+    from slm_agents.finetune.loop import TrainConfig
 
     settings = ClassifierSettings(layers=3)
     config = TrainConfig(epochs=10, max_steps=args.student_steps, patience=10)
@@ -155,7 +155,7 @@ def distillation(
 
 
 def compression(source: Path, train: Any, test: Any, args: argparse.Namespace, work: Path):
-    from finetune.compress import prune, quantize
+    from slm_agents.finetune.compress import prune, quantize
 
     steps = {
         "int8": lambda: quantize(source, work / "int8", data=test),
@@ -222,7 +222,7 @@ def print_report(results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from agents.console import quiet_transformers
+    from slm_agents.console import quiet_transformers
 
     args = parse_args(argv)
     quiet_transformers()

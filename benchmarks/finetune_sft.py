@@ -2,13 +2,14 @@
 
 Why: issue 4 claims that LoRA SFT turns SmolLM2-135M-Instruct into a useful specialist on a
 plain CPU in well under an hour. This script measures both built-in recipes of
-:mod:`finetune.recipes` end to end, on data that training never sees:
+:mod:`slm_agents.finetune.recipes` end to end, on data that training never sees:
 
 1. **Extractor (SROIE receipts).** The 450 receipts are split by a seeded shuffle of their
    sorted ids (seed 0): 50 held out, 400 for training (of which 5% is the validation set for
    early stopping). Before: the zero-shot base model, same prompt, same JSON-schema constraint.
    After: the trained adapter. Score: per-field and mean exact-match after collapsing whitespace
-   and case folding (:mod:`finetune.extraction_eval`). Goal: mean >= 85% on the held-out 50.
+   and case folding (:mod:`slm_agents.finetune.extraction_eval`).
+   Goal: mean >= 85% on the held-out 50.
 2. **Code house style.** The installed ``markdown_it`` package (markdown-it-py, MIT, pure
    Python) split by file (seed 0: 20% test, 10% validation), cut into 512-token windows.
    Perplexity of the test files before and after. Goal: at least 25% lower.
@@ -54,7 +55,7 @@ from benchmarks.inference import (  # noqa: E402  (needs the path above)
     machine_facts,
 )
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "sroie" / "receipts.jsonl"
+DEFAULT_DATA = REPO_ROOT / "data" / "sroie" / "receipts.jsonl"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "finetune_sft.json"
 GOALS = {"extractor_mean_exact_match": 0.85, "code_perplexity_drop": 0.25}
 # (full, --quick): training receipts (None = all 400), held-out receipts scored, step budgets
@@ -68,10 +69,15 @@ DEFAULTS = {
 
 # ---------------------------------------------------------------------------------- parts
 def bench_extractor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from finetune.extraction_eval import evaluate_extractor
-    from finetune.loop import TrainConfig
-    from finetune.recipes import EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN, load_receipts, train_extractor
-    from finetune.sft import SFTSettings
+    from slm_agents.finetune.extraction_eval import evaluate_extractor
+    from slm_agents.finetune.loop import TrainConfig
+    from slm_agents.finetune.recipes import (
+        EXTRACTOR_SETTINGS,
+        EXTRACTOR_TRAIN,
+        load_receipts,
+        train_extractor,
+    )
+    from slm_agents.finetune.sft import SFTSettings
 
     out = workdir / "extractor"
     config = TrainConfig(**{**EXTRACTOR_TRAIN, "max_steps": args.extractor_steps})
@@ -121,9 +127,14 @@ def bench_extractor(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def bench_code(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from finetune.loop import TrainConfig
-    from finetune.recipes import CODE_SETTINGS, CODE_TRAIN, default_code_folder, train_code
-    from finetune.sft import SFTSettings
+    from slm_agents.finetune.loop import TrainConfig
+    from slm_agents.finetune.recipes import (
+        CODE_SETTINGS,
+        CODE_TRAIN,
+        default_code_folder,
+        train_code,
+    )
+    from slm_agents.finetune.sft import SFTSettings
 
     source = args.code_source or default_code_folder()
     config = TrainConfig(**{**CODE_TRAIN, "max_steps": args.code_steps})
@@ -275,7 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    from agents.console import quiet_transformers
+    from slm_agents.console import quiet_transformers
 
     quiet_transformers()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")

@@ -75,7 +75,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # so `python benchmarks/inference.py` finds `agents`
     sys.path.insert(0, str(REPO_ROOT))
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "banking77" / "test.csv"
+DEFAULT_DATA = REPO_ROOT / "data" / "banking77" / "test.csv"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "inference.json"
 CAUSAL = "smollm2-135m-instruct"
 BIG_BATCH = 8
@@ -112,7 +112,7 @@ import json, time
 t0 = time.perf_counter()
 import torch, transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from agents.models import CausalLM
+from slm_agents.models import CausalLM
 t1 = time.perf_counter()
 lm = CausalLM({model!r}, device="cpu")
 t2 = time.perf_counter()
@@ -313,7 +313,7 @@ def measure_decode(lm: Any, batch: int, new_tokens: int, repeats: int) -> dict[s
 
 
 def bench_causal(quantize: str | None, new_tokens: int, repeats: int) -> dict[str, Any]:
-    from agents.models import CausalLM
+    from slm_agents.models import CausalLM
 
     label = quantize or "fp32"
     start = time.perf_counter()
@@ -336,7 +336,7 @@ def bench_causal(quantize: str | None, new_tokens: int, repeats: int) -> dict[st
 
 # ---------------------------------------------------------------------------------- encoder
 def bench_encoder(data: Path, n_texts: int, repeats: int) -> dict[str, Any]:
-    from agents.models import EncoderClassifier
+    from slm_agents.models import EncoderClassifier
 
     texts, gold, source = read_tickets(data, n_texts)
     categories = sorted(set(gold))
@@ -376,7 +376,7 @@ def bench_llama_cpp(
         from llama_cpp import Llama
     except ImportError:
         return {"skipped": "llama_cpp not importable (pip install llama-cpp-python to include it)"}
-    from agents.models.sources import resolve
+    from slm_agents.models.sources import resolve
 
     resolved = resolve(CAUSAL)
     gguf = Path(resolved.location) / str(resolved.gguf_file)
@@ -541,7 +541,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data",
         type=Path,
         default=DEFAULT_DATA,
-        help="Banking77 CSV [../shared/datasets/banking77/test.csv]",
+        help="Banking77 CSV [data/banking77/test.csv]",
     )
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help="output [benchmarks/results/inference.json]"

@@ -49,7 +49,7 @@ from inference import (  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBLEMS = ROOT.parent / "shared" / "datasets" / "humaneval" / "problems.jsonl"
+PROBLEMS = ROOT / "data" / "humaneval" / "problems.jsonl"
 RESULT = ROOT / "benchmarks" / "results" / "logprobs.json"
 METHODS = {
     "generate": "model.generate, no log-probs",
@@ -158,7 +158,7 @@ def print_report(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    from agents.models import CausalLM
+    from slm_agents.models import CausalLM
 
     started = time.perf_counter()
     check_quiet(OtherCpuUse)

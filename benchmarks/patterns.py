@@ -45,7 +45,7 @@ from inference import OtherCpuUse, check_quiet, console, finish, machine_facts  
 from rich.table import Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "datasets" / "banking77"
+DATA = ROOT / "data" / "banking77"
 RESULT = ROOT / "benchmarks" / "results" / "patterns.json"
 PRICES = {"minilm-3-blocks": {"input_per_million": 0.0025, "output_per_million": 0.0},
           "minilm-lora": {"input_per_million": 0.005, "output_per_million": 0.0}}  # fmt: skip
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from finetune.data import LabelledTexts, load_labelled
+    from slm_agents.finetune.data import LabelledTexts, load_labelled
 
     everything = load_labelled(DATA / "train.csv", "text", "category")
     share = args.calibration_rows / len(everything)
@@ -87,9 +87,9 @@ def load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def train_tiers(args: argparse.Namespace, train: Any, work: Path) -> tuple[Path, Path, dict]:
-    from finetune.classifier import ClassifierSettings, train_classifier
-    from finetune.distill import distill_classifier
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
+    from slm_agents.finetune.distill import distill_classifier
+    from slm_agents.finetune.loop import TrainConfig
 
     facts: dict[str, Any] = {}
     strong = args.strong
@@ -119,9 +119,9 @@ def train_tiers(args: argparse.Namespace, train: Any, work: Path) -> tuple[Path,
 def agents(small_dir: Path, strong_dir: Path) -> tuple[Any, Any, Any]:
     """The small tier twice (confidence = top probability, and = margin over the runner-up;
     one model) and the strong tier."""
-    from agents.agent import ClassifierAgent
-    from agents.models import EncoderClassifier
-    from agents.pricing import PriceTable
+    from slm_agents.agent import ClassifierAgent
+    from slm_agents.models import EncoderClassifier
+    from slm_agents.pricing import PriceTable
 
     prices = PriceTable(PRICES)
     small_model, strong_model = (
@@ -184,7 +184,7 @@ def calibrate_length(calibration: Any, share: float) -> int:
 def sweep(
     small_cal: list, strong_cal: list, calibration: Any, measure: str = "probability"
 ) -> tuple[list, list, list]:
-    from agents.agent import classifier_confidence
+    from slm_agents.agent import classifier_confidence
 
     conf = [
         classifier_confidence(r.meta["probabilities"], measure) if r.ok else 0.0 for r in small_cal
@@ -195,10 +195,10 @@ def sweep(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from agents.agent import FunctionAgent
-    from agents.console import quiet_transformers
-    from agents.patterns import Cascade, Route
-    from agents.patterns.cascade import calibrate_threshold, evaluate_threshold
+    from slm_agents.agent import FunctionAgent
+    from slm_agents.console import quiet_transformers
+    from slm_agents.patterns import Cascade, Route
+    from slm_agents.patterns.cascade import calibrate_threshold, evaluate_threshold
 
     args = parse_args(argv)
     quiet_transformers()

@@ -189,14 +189,14 @@ def start_ray() -> None:
         num_cpus=RAY_CPUS,
         include_dashboard=False,
         log_to_driver=False,
-        # as agents.runtime.ensure_ray does, so actors see what they would see there
+        # as slm_agents.runtime.ensure_ray does, so actors see what they would see there
         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
     )
 
 
 def start_agents(*specs: tuple[Any, dict[str, Any]]) -> list[Any]:
     """``RayAgent(spec, **options)`` for each pair, started side by side (each loads a model)."""
-    from agents.runtime import RayAgent
+    from slm_agents.runtime import RayAgent
 
     with ThreadPoolExecutor(len(specs)) as pool:  # its end waits for every start
         futures = [pool.submit(RayAgent, spec, **options) for spec, options in specs]
@@ -257,14 +257,14 @@ def step_info(result: Any) -> Served:
 def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
     """The five configurations for ``kind`` ("generation" or "classification"), and the Ray
     agents to shut down afterwards."""
-    from agents import tracking
-    from agents.agent import ClassifierAgent, LLMAgent
-    from agents.patterns import Cascade
-    from agents.result import Task
-    from agents.runtime import AgentSpec
+    from slm_agents import tracking
+    from slm_agents.agent import ClassifierAgent, LLMAgent
+    from slm_agents.patterns import Cascade
+    from slm_agents.result import Task
+    from slm_agents.runtime import AgentSpec
 
     if kind == "generation":
-        from agents.models import CausalLM
+        from slm_agents.models import CausalLM
 
         model = CausalLM(CAUSAL, device="cpu")
         local = LLMAgent("slm", model, max_new_tokens=new_tokens)
@@ -278,7 +278,7 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
             return Served(time.perf_counter() - start, gen.usage.completion_tokens, gen.text)
 
     else:
-        from agents.models import EncoderClassifier
+        from slm_agents.models import EncoderClassifier
 
         model = EncoderClassifier(ENCODER, labels=LABELS, device="cpu")
         local = ClassifierAgent("router", model)
@@ -328,7 +328,7 @@ def make_configs(kind: str, new_tokens: int) -> tuple[list[Config], list[Any]]:
 
 def bench_overhead(kind: str, texts: list[str], rounds: int, new_tokens: int) -> dict[str, Any]:
     """Each text through every configuration back to back; rounds -1 (warm-up) to rounds-1."""
-    from agents import tracking
+    from slm_agents import tracking
 
     configs, agents = make_configs(kind, new_tokens)
     n = len(configs)
@@ -474,7 +474,7 @@ def closed_loop(agent: Any, clients: int, seconds: float, prompts: list[str]) ->
 
 
 def bench_batching(seconds: float, new_tokens: int) -> dict[str, Any]:
-    from agents.runtime import AgentSpec, RayAgent
+    from slm_agents.runtime import AgentSpec, RayAgent
 
     spec = AgentSpec("slm", "llm", CAUSAL, max_new_tokens=new_tokens, device="cpu")
     results: dict[str, Any] = {}
@@ -703,9 +703,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import ray
+    from slm_agents import tracking
     from transformers.utils import logging as hf_logging
-
-    from agents import tracking
 
     hf_logging.disable_progress_bar()
     # Each request pays for writing its own trace (~30 ms of CPU on sqlite here), instead of

@@ -61,7 +61,7 @@ from inference import (  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "datasets"
+DATA = ROOT / "data"
 GROUPING = ROOT / "examples" / "banking77_departments.yaml"
 RESULT = ROOT / "benchmarks" / "results" / "specialists.json"
 GOALS = {"router_accuracy": 0.90, "extractor_exact_match": 0.85}
@@ -149,14 +149,14 @@ def row(
 
 # ------------------------------------------------------------------------------- router
 def bench_router(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, Any]:
-    from agents.agent import LLMAgent
-    from agents.job import answer_label
-    from agents.patterns import Cascade
-    from agents.specialists import SupportRouter
-    from agents.specialists.support_router import load_departments
-    from finetune.classifier import train_classifier
-    from finetune.data import load_labelled
-    from finetune.loop import TrainConfig
+    from slm_agents.agent import LLMAgent
+    from slm_agents.finetune.classifier import train_classifier
+    from slm_agents.finetune.data import load_labelled
+    from slm_agents.finetune.loop import TrainConfig
+    from slm_agents.job import answer_label
+    from slm_agents.patterns import Cascade
+    from slm_agents.specialists import SupportRouter
+    from slm_agents.specialists.support_router import load_departments
 
     everything = load_labelled(DATA / "banking77" / "train.csv", "text", "category")
     train, calibration = everything.split(validation=1000 / len(everything), seed=1)
@@ -256,11 +256,9 @@ def bench_router(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, An
 
 # ---------------------------------------------------------------------------- extractor
 def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, Any]:
-    from agents.patterns import Cascade
-    from agents.specialists import Extractor
-    from finetune.extraction_eval import score
-    from finetune.loop import TrainConfig
-    from finetune.recipes import (
+    from slm_agents.finetune.extraction_eval import score
+    from slm_agents.finetune.loop import TrainConfig
+    from slm_agents.finetune.recipes import (
         EXTRACTOR_TRAIN,
         RECEIPT_SCHEMA,
         load_receipts,
@@ -268,7 +266,9 @@ def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str,
         split_receipts,
         train_extractor,
     )
-    from finetune.sft import read_adapter_info
+    from slm_agents.finetune.sft import read_adapter_info
+    from slm_agents.patterns import Cascade
+    from slm_agents.specialists import Extractor
 
     data = DATA / "sroie" / "receipts.jsonl"
     facts: dict[str, Any] = {}
@@ -351,8 +351,8 @@ def _as_dict(output: Any) -> dict | None:
 
 # -------------------------------------------------------------------------------- coder
 def bench_coder(args: argparse.Namespace, slm: Any) -> dict[str, Any]:
-    from agents.specialists import Coder
-    from agents.specialists.coder import humaneval_task
+    from slm_agents.specialists import Coder
+    from slm_agents.specialists.coder import humaneval_task
 
     lines = (DATA / "humaneval" / "problems.jsonl").read_text().splitlines()
     tasks = [humaneval_task(json.loads(line)) for line in lines[: args.problems]]
@@ -374,9 +374,9 @@ def bench_coder(args: argparse.Namespace, slm: Any) -> dict[str, Any]:
 def bench_coder_completion(args: argparse.Namespace, feedback: bool = True) -> dict[str, Any]:
     """Gemma-3-270M (base) continues each HumanEval prompt; repairs from the test error, or
     (``feedback=False``) resamples the first prompt."""
-    from agents.models import CausalLM
-    from agents.specialists import Coder
-    from agents.specialists.coder import humaneval_task
+    from slm_agents.models import CausalLM
+    from slm_agents.specialists import Coder
+    from slm_agents.specialists.coder import humaneval_task
 
     lines = (DATA / "humaneval" / "problems.jsonl").read_text().splitlines()
     tasks = [humaneval_task(json.loads(line)) for line in lines[: args.problems]]
@@ -453,9 +453,9 @@ def _cost(steps: list) -> float:
 
 # --------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from agents import tracking
-    from agents.console import quiet_transformers
-    from agents.models import CausalLM
+    from slm_agents import tracking
+    from slm_agents.console import quiet_transformers
+    from slm_agents.models import CausalLM
 
     args = parse_args(argv)
     quiet_transformers()

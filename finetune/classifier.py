@@ -2,12 +2,12 @@
 
 The recipe, and why it is fast on 2 CPU cores:
 
-1. The network is :class:`~agents.models.pooled.PooledClassifier`: the encoder's own mean-pooled,
-   unit-length embedding and one linear head.
+1. The network is :class:`~slm_agents.models.pooled.PooledClassifier`: the encoder's own
+   mean-pooled, unit-length embedding and one linear head.
 2. The head starts at the class centroids of the training embeddings (one inference pass). That
    nearest-centroid start already scores ~85% on BANKING77's 77 intents.
 3. PEFT LoRA (rank 16 on every attention and MLP projection) plus the head then train for an epoch
-   or two with length-bucketed batches (:mod:`finetune.batches`).
+   or two with length-bucketed batches (:mod:`slm_agents.finetune.batches`).
 
 The result is a classifier directory that ``EncoderClassifier(path)`` and ``ClassifierAgent``
 load: the adapter (a few MB), the head, the label map and ``classifier.json``. With tracking on,
@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents import tracking
-from agents.models.sources import DEFAULT_ENCODER, resolve
-from finetune.batches import bucketed, by_length
-from finetune.data import DataError, LabelledTexts
-from finetune.loop import CHECKPOINT_DIR, TrainConfig, TrainReport, fit
+from slm_agents import tracking
+from slm_agents.finetune.batches import bucketed, by_length
+from slm_agents.finetune.data import DataError, LabelledTexts
+from slm_agents.finetune.loop import CHECKPOINT_DIR, TrainConfig, TrainReport, fit
+from slm_agents.models.sources import DEFAULT_ENCODER, resolve
 
 
 @dataclass
@@ -114,7 +114,8 @@ def train_classifier(
 
     Without ``validation`` a stratified ``settings.validation`` share of ``train`` is held out.
     ``soft_targets`` (teacher probabilities, rows aligned with ``train``, columns with its sorted
-    labels) and ``distill`` (a :class:`finetune.distill.DistillSettings`) turn on distillation.
+    labels) and ``distill`` (a :class:`slm_agents.finetune.distill.DistillSettings`) turn on
+    distillation.
     Training state is checkpointed in ``output/checkpoint``: run again to resume.
     """
     import torch
@@ -165,7 +166,7 @@ def train_classifier(
             logits = model(**train_enc.batch(rows))
             if soft_targets is None:
                 return torch.nn.functional.cross_entropy(logits, train_y[rows])
-            from finetune.distill import distillation_loss
+            from slm_agents.finetune.distill import distillation_loss
 
             return distillation_loss(logits, soft_targets[rows], train_y[rows], distill)
 
@@ -188,7 +189,7 @@ def train_classifier(
         predictions = _predict(model, val_enc)
         accuracy = _score(predictions, val_y) if len(validation) else None
         confusion = confusion_summary([labels[i] for i in predictions], validation.labels)
-        from agents.models.classifier import save_pooled_classifier
+        from slm_agents.models.classifier import save_pooled_classifier
 
         save_pooled_classifier(
             model,
@@ -243,12 +244,11 @@ def confusion_summary(predicted: list[str], truth: list[str], top: int = 10) -> 
 
 # ---------------------------------------------------------------------------- internals
 def _build(settings: ClassifierSettings, labels: list[str]) -> tuple[Any, Any]:
+    from slm_agents.models.pooled import PooledClassifier, keep_first_layers
     from transformers import AutoModel, AutoTokenizer
 
-    from agents.models.pooled import PooledClassifier, keep_first_layers
-
     if settings.start_from:
-        from agents.models.classifier import EncoderClassifier
+        from slm_agents.models.classifier import EncoderClassifier
 
         start = EncoderClassifier(settings.start_from, device="cpu")
         usable = start.meta.get("architecture") == "mean-pool" and start.meta["encoder"] != "int8"
@@ -269,8 +269,7 @@ def _build(settings: ClassifierSettings, labels: list[str]) -> tuple[Any, Any]:
 
 def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:
     from peft import LoraConfig, get_peft_model
-
-    from agents.models.pooled import quiet_peft_warnings
+    from slm_agents.models.pooled import quiet_peft_warnings
 
     present = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
     missing = [m for m in settings.target_modules if m not in present]
@@ -291,8 +290,7 @@ def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:
 
 def _init_head_from_centroids(model: Any, enc: Encoded, y: Any, num_labels: int) -> None:
     import torch
-
-    from agents.models.pooled import prototype_weights
+    from slm_agents.models.pooled import prototype_weights
 
     embeddings = torch.zeros(len(enc), model.head.in_features)
     model.eval()

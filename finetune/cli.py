@@ -12,8 +12,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
-
-from agents.console import console, fail, quiet_transformers
+from slm_agents.console import console, fail, quiet_transformers
 
 finetune_app = typer.Typer(help="Fine-tune SLMs on your data (LoRA, distillation).")
 compress_app = typer.Typer(help="Make a trained model smaller and faster (int8, pruning).")
@@ -38,7 +37,7 @@ def _summary(title: str, facts: dict[str, Any], json_out: Path | None) -> None:
 
 
 def _load(path: Path, text_column: str, label_column: str) -> Any:
-    from finetune.data import DataError, load_labelled
+    from slm_agents.finetune.data import DataError, load_labelled
 
     try:
         return load_labelled(path, text_column, label_column)
@@ -70,9 +69,9 @@ def finetune_classifier(
     json_out: Path = typer.Option(None, "--json", help="Write the summary as JSON."),
 ):
     """LoRA fine-tune an encoder to classify texts; resumes from OUTPUT/checkpoint if present."""
-    from finetune.classifier import ClassifierSettings, train_classifier
-    from finetune.data import DataError
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
+    from slm_agents.finetune.data import DataError
+    from slm_agents.finetune.loop import TrainConfig
 
     train = _load(data, text_column, label_column)
     validation = _load(validation_data, text_column, label_column) if validation_data else None
@@ -104,8 +103,8 @@ def evaluate_classifier_command(
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON."),
 ):
     """Accuracy of a trained classifier on labelled data."""
-    from finetune.data import DataError
-    from finetune.evaluate import evaluate_classifier
+    from slm_agents.finetune.data import DataError
+    from slm_agents.finetune.evaluate import evaluate_classifier
 
     test = _load(data, text_column, label_column)
     quiet_transformers()
@@ -136,10 +135,10 @@ def finetune_distill(
     json_out: Path = typer.Option(None, "--json"),
 ):
     """Train a (smaller) student classifier on a teacher's probabilities plus the true labels."""
-    from finetune.classifier import ClassifierSettings
-    from finetune.data import DataError
-    from finetune.distill import DistillSettings, distill_classifier
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import ClassifierSettings
+    from slm_agents.finetune.data import DataError
+    from slm_agents.finetune.distill import DistillSettings, distill_classifier
+    from slm_agents.finetune.loop import TrainConfig
 
     train = _load(data, text_column, label_column)
     quiet_transformers()
@@ -172,7 +171,7 @@ def compress_quantize(
     json_out: Path = typer.Option(None, "--json"),
 ):
     """Dynamic int8 quantization (CPU): size, and with --data accuracy and speed, before/after."""
-    from finetune.compress import quantize
+    from slm_agents.finetune.compress import quantize
 
     test = _maybe_data(data, text_column, label_column)
     quiet_transformers()
@@ -197,7 +196,7 @@ def compress_prune(
     json_out: Path = typer.Option(None, "--json"),
 ):
     """Prune a classifier, optionally fine-tune briefly to recover; report sparsity and size."""
-    from finetune.compress import prune
+    from slm_agents.finetune.compress import prune
 
     test = _maybe_data(data, text_column, label_column)
     recover = _maybe_data(recover_data, text_column, label_column)
@@ -218,4 +217,4 @@ def compress_prune(
 
 
 # The causal SFT commands live in their own module; importing it registers them on these apps.
-import finetune.cli_sft  # noqa: E402, F401
+import slm_agents.finetune.cli_sft  # noqa: E402, F401

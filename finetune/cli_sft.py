@@ -1,7 +1,8 @@
 """``slm-agents finetune sft|extractor|code`` and ``slm-agents evaluate extractor``.
 
-Registered on the Typer apps of :mod:`finetune.cli` (imported at its bottom). Like the classifier
-commands: a summary table, ``--json OUT`` for other tools, heavy imports inside the commands.
+Registered on the Typer apps of :mod:`slm_agents.finetune.cli` (imported at its bottom). Like
+the classifier commands: a summary table, ``--json OUT`` for other tools, heavy imports inside
+the commands.
 The three training commands share their options (the ``Annotated`` aliases below); each option
 left unset keeps the recipe's default.
 """
@@ -12,9 +13,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from agents.console import fail, quiet_transformers
-from finetune.cli import _summary, evaluate_app, finetune_app
+from slm_agents.console import fail, quiet_transformers
+from slm_agents.finetune.cli import _summary, evaluate_app, finetune_app
 
 BASE_HELP = "Causal model: bundled name, path or hub id; default smollm2-135m-instruct."
 Output = Annotated[Path, typer.Option(help="Directory for the LoRA adapter and sft.json.")]
@@ -38,8 +38,8 @@ JsonOut = Annotated[Path | None, typer.Option("--json", help="Write the summary 
 
 def _train(run: Any) -> Any:
     """Run a training call, turning data and settings problems into one red line."""
-    from agents.models import ModelNotFoundError
-    from finetune.data import DataError
+    from slm_agents.finetune.data import DataError
+    from slm_agents.models import ModelNotFoundError
 
     quiet_transformers()
     try:
@@ -56,8 +56,8 @@ def _settings(defaults: tuple[dict, dict], options: dict[str, Any]) -> tuple[Any
     """
     from dataclasses import fields
 
-    from finetune.loop import TrainConfig
-    from finetune.sft import SFTSettings
+    from slm_agents.finetune.loop import TrainConfig
+    from slm_agents.finetune.sft import SFTSettings
 
     known = {f.name for f in fields(SFTSettings)} | {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in options.items() if k in known and v is not None}
@@ -89,7 +89,7 @@ def finetune_sft(
 ):
     """LoRA SFT of a causal SLM on prompt/response pairs; resumes from OUTPUT/checkpoint."""
     options = dict(locals())
-    from finetune.sft import load_chat, train_sft
+    from slm_agents.finetune.sft import load_chat, train_sft
 
     settings, config = _settings(({}, {}), options)
 
@@ -130,7 +130,7 @@ def finetune_extractor(
     `slm-agents evaluate extractor OUTPUT --data RECEIPTS --heldout`.
     """
     options = dict(locals())
-    from finetune.recipes import EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN, train_extractor
+    from slm_agents.finetune.recipes import EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN, train_extractor
 
     settings, config = _settings((EXTRACTOR_SETTINGS, EXTRACTOR_TRAIN), options)
     result = _train(
@@ -173,7 +173,7 @@ def finetune_code(
 ):
     """Adapt the SLM to a code base's style; reports held-out files' perplexity before/after."""
     options = dict(locals())
-    from finetune.recipes import CODE_SETTINGS, CODE_TRAIN, train_code
+    from slm_agents.finetune.recipes import CODE_SETTINGS, CODE_TRAIN, train_code
 
     settings, config = _settings((CODE_SETTINGS, CODE_TRAIN), options)
     result = _train(
@@ -199,10 +199,10 @@ def evaluate_extractor_command(
     json_out: Path = typer.Option(None, "--json", help="Write the results as JSON."),
 ):
     """Per-field and mean exact-match (whitespace and case normalised) of a receipt extractor."""
-    from agents.models import ModelNotFoundError
-    from finetune.data import DataError
-    from finetune.extraction_eval import evaluate_extractor
-    from finetune.sft import read_adapter_info
+    from slm_agents.finetune.data import DataError
+    from slm_agents.finetune.extraction_eval import evaluate_extractor
+    from slm_agents.finetune.sft import read_adapter_info
+    from slm_agents.models import ModelNotFoundError
 
     quiet_transformers()
     try:

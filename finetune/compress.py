@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.data import LabelledTexts
+from slm_agents.finetune.data import LabelledTexts
 
 METHODS = ("magnitude", "mlp-channels")
 
@@ -34,7 +34,7 @@ def quantize(
     source: str | Path, output: str | Path, *, data: LabelledTexts | None = None
 ) -> dict[str, Any]:
     """Write an int8 copy of ``source`` to ``output``; report size (and accuracy/speed)."""
-    from agents.models.base import quantize_int8
+    from slm_agents.models.base import quantize_int8
 
     original = _load(source)
     quantized = quantize_int8(original.model)
@@ -116,7 +116,7 @@ def compressed_bytes(model: Any) -> int:
 
 # ---------------------------------------------------------------------------- internals
 def _load(directory: str | Path) -> Any:
-    from agents.models.classifier import EncoderClassifier
+    from slm_agents.models.classifier import EncoderClassifier
 
     classifier = EncoderClassifier(str(directory), device="cpu")
     meta = classifier.meta
@@ -129,7 +129,7 @@ def _load(directory: str | Path) -> Any:
 
 
 def _save(original: Any, model: Any, output: str | Path) -> None:
-    from agents.models.classifier import save_pooled_classifier
+    from slm_agents.models.classifier import save_pooled_classifier
 
     save_pooled_classifier(
         model,
@@ -201,8 +201,8 @@ def _slice_linear(layer: Any, rows: Any = None, columns: Any = None) -> Any:
 
 
 def _recover(output: str | Path, data: LabelledTexts, minutes: float, progress: bool) -> dict:
-    from finetune.classifier import ClassifierSettings, train_classifier
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
+    from slm_agents.finetune.loop import TrainConfig
 
     result = train_classifier(
         data,
@@ -244,7 +244,7 @@ def _report(
 
 
 def _score(directory: Any, data: LabelledTexts) -> tuple[float, float]:
-    from agents.models.classifier import EncoderClassifier
+    from slm_agents.models.classifier import EncoderClassifier
 
     classifier = EncoderClassifier(str(directory), device="cpu")
     classifier.predict(data.texts[:64])  # warm-up: first calls pay one-off costs

@@ -2,7 +2,7 @@
 
 The teacher can be anything that yields probabilities over the label set, so it works across
 architectures: a trained classifier directory, any object with ``predict(texts)`` returning
-:class:`~agents.models.base.Prediction` (e.g. an ``EncoderClassifier``), or a JSONL file of
+:class:`~slm_agents.models.base.Prediction` (e.g. an ``EncoderClassifier``), or a JSONL file of
 *logged* teacher outputs (``{"text": ..., "probabilities": {label: p}}`` or ``{"text", "label"}``),
 which is how calls an LLM already answered become training signal for an SLM.
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.classifier import ClassifierResult, ClassifierSettings, train_classifier
-from finetune.data import DataError, LabelledTexts
-from finetune.loop import TrainConfig
+from slm_agents.finetune.classifier import ClassifierResult, ClassifierSettings, train_classifier
+from slm_agents.finetune.data import DataError, LabelledTexts
+from slm_agents.finetune.loop import TrainConfig
 
 
 @dataclass
@@ -55,7 +55,7 @@ def teacher_probabilities(teacher: Any, texts: list[str], labels: list[str]) -> 
         rows = _logged(Path(teacher), texts, labels)
     else:
         if isinstance(teacher, str | Path):
-            from agents.models.classifier import EncoderClassifier
+            from slm_agents.models.classifier import EncoderClassifier
 
             teacher = EncoderClassifier(str(teacher))
         predictions = teacher.predict(texts)
@@ -105,7 +105,7 @@ def distill_classifier(
 
 
 def _logged(path: Path, texts: list[str], labels: list[str]) -> list[dict[str, float]]:
-    from finetune.data import read_rows
+    from slm_agents.finetune.data import read_rows
 
     rows, first = read_rows(path)
     by_text: dict[str, dict[str, float]] = {}

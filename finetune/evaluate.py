@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from finetune.classifier import confusion_summary
-from finetune.data import DataError, LabelledTexts
+from slm_agents.finetune.classifier import confusion_summary
+from slm_agents.finetune.data import DataError, LabelledTexts
 
 
 def evaluate_classifier(
@@ -18,7 +18,7 @@ def evaluate_classifier(
     Labels in ``data`` that the classifier does not know are an error (it could never get them
     right, which usually means the wrong label column or the wrong model).
     """
-    from agents.models.classifier import EncoderClassifier
+    from slm_agents.models.classifier import EncoderClassifier
 
     classifier = model if isinstance(model, EncoderClassifier) else EncoderClassifier(str(model))
     unknown = sorted(set(data.labels) - set(classifier.labels))

@@ -1,8 +1,9 @@
 """Field exact-match of a receipt extractor on SROIE-format receipts.
 
 Generation goes through ``CausalLM.generate`` (the path agents use) with the recipe's prompt,
-greedy decoding and the bounded JSON schema :data:`finetune.recipes.RECEIPT_SCHEMA`, so every
-answer that finishes is valid JSON with the four fields.
+greedy decoding and the bounded JSON schema
+:data:`slm_agents.finetune.recipes.RECEIPT_SCHEMA`, so every answer that finishes is valid JSON
+with the four fields.
 
 Scoring: a field is correct when the predicted and true values are equal after
 :func:`normalise`: all whitespace removed and case folded (``"67, Jln  Mewah"`` equals
@@ -20,8 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finetune.data import DataError
-from finetune.recipes import FIELDS, RECEIPT_SCHEMA, Receipt, load_receipts, receipt_prompt
+from slm_agents.finetune.data import DataError
+from slm_agents.finetune.recipes import (
+    FIELDS,
+    RECEIPT_SCHEMA,
+    Receipt,
+    load_receipts,
+    receipt_prompt,
+)
 
 
 def normalise(value: Any, keep_spaces: bool = False) -> str:
@@ -90,8 +97,8 @@ def evaluate_extractor(
     parses the text as JSON (a row that does not parse is an error). Returns ``per_field``,
     ``mean``, ``n``, ``errors``, ``seconds`` and one entry per receipt in ``rows``.
     """
-    from agents.models.hf import GenerationOptions
-    from finetune.sft import load_tuned
+    from slm_agents.finetune.sft import load_tuned
+    from slm_agents.models.hf import GenerationOptions
 
     source = str(receipts) if isinstance(receipts, str | Path) else "receipts"
     rows = load_receipts(receipts) if isinstance(receipts, str | Path) else list(receipts)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents import tracking
+from slm_agents import tracking
 
 CHECKPOINT_DIR = "checkpoint"  # recipes keep it inside their output directory
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -26,9 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.data import DataError, read_rows
-from finetune.loop import TrainConfig
-from finetune.sft import ChatData, ChatExample, SFTResult, SFTSettings, Tokenized, train_sft
+from slm_agents.finetune.data import DataError, read_rows
+from slm_agents.finetune.loop import TrainConfig
+from slm_agents.finetune.sft import (
+    ChatData,
+    ChatExample,
+    SFTResult,
+    SFTSettings,
+    Tokenized,
+    train_sft,
+)
 
 FIELDS = ("company", "date", "address", "total")
 INSTRUCTION = "Extract the company, date, address and total from this receipt as JSON."

@@ -12,7 +12,7 @@ The recipe, and why it is fast enough on 2 CPU cores:
    (a response that alone does not fit is an error). Truncated rows are counted and warned about.
 4. PEFT LoRA (rank 16 on every attention and MLP projection by default), bf16 autocast where the
    CPU has bf16 instructions (about 2x here), length-bucketed batches padded to their own longest
-   row, and the shared loop (:mod:`finetune.loop`: budgets, early stopping, resume).
+   row, and the shared loop (:mod:`slm_agents.finetune.loop`: budgets, early stopping, resume).
 
 The output directory is a PEFT adapter (``CausalLM.load_adapter(path, name)`` loads it) plus
 ``sft.json`` (base model, recipe, settings, metrics). Validation reports the mean held-out loss
@@ -31,11 +31,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agents import tracking
-from agents.models.sources import BUNDLED, DEFAULT_CAUSAL, ensure_converted, resolve
-from finetune.batches import bucketed, by_length
-from finetune.data import DataError, read_rows
-from finetune.loop import TrainConfig, TrainReport, fit
+from slm_agents import tracking
+from slm_agents.finetune.batches import bucketed, by_length
+from slm_agents.finetune.data import DataError, read_rows
+from slm_agents.finetune.loop import TrainConfig, TrainReport, fit
+from slm_agents.models.sources import BUNDLED, DEFAULT_CAUSAL, ensure_converted, resolve
 
 SFT_FILE = "sft.json"
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -503,7 +503,7 @@ def load_tuned(
     loaded, then the adapter under ``name``; ``base`` overrides the recorded base), or a model
     name, path or hub id (no adapter: zero-shot).
     """
-    from agents.models import CausalLM
+    from slm_agents.models import CausalLM
 
     if isinstance(model_or_adapter, CausalLM):
         return model_or_adapter, None, {}

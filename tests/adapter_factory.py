@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.models import CausalLM
+from slm_agents.models import CausalLM
 
 
 def make_adapter(lm: CausalLM, path, seed: int) -> None:

@@ -7,9 +7,8 @@ converts the GGUF once (~20 s). Tests that exercise conversion itself use a temp
 from __future__ import annotations
 
 import pytest
-
-from agents import tracking
-from agents.models.sources import BUNDLED, bundled_path
+from slm_agents import tracking
+from slm_agents.models.sources import BUNDLED, bundled_path
 
 
 def _require_bundled(name: str) -> None:
@@ -23,7 +22,7 @@ def _require_bundled(name: str) -> None:
 def slm():
     """The default SLM (SmolLM2-135M-Instruct), shared: tests must not load adapters on it."""
     _require_bundled("smollm2-135m-instruct")
-    from agents.models import CausalLM
+    from slm_agents.models import CausalLM
 
     return CausalLM(device="cpu")
 
@@ -40,7 +39,7 @@ def departments():
 @pytest.fixture(scope="session")
 def router(departments):
     _require_bundled("all-minilm-l6-v2")
-    from agents.models import EncoderClassifier
+    from slm_agents.models import EncoderClassifier
 
     return EncoderClassifier(labels=departments, device="cpu")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
-from agents.pricing import DEFAULT_PRICES, Price, PriceTable
-from agents.result import Task
+from slm_agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
+from slm_agents.pricing import DEFAULT_PRICES, Price, PriceTable
+from slm_agents.result import Task
 
 
 def test_llm_agent_fills_its_prompt_and_prices_the_call(slm):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from slm_agents import tracking
+from slm_agents.cli import app
 from typer.testing import CliRunner
-
-from agents import tracking
-from agents.cli import app
 
 runner = CliRunner()
 

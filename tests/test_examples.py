@@ -6,21 +6,18 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
-
-from agents.specialists.support_router import load_departments
+from slm_agents.datasets import data_dir
+from slm_agents.specialists.support_router import load_departments
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-SHARED_DATA = REPO.parent / "shared" / "datasets"
+DATA = data_dir()
 
 
 def test_every_banking77_intent_has_exactly_one_department():
     descriptions, intent_to_dept = load_departments(EXAMPLES / "banking77_departments.yaml")
     assert set(intent_to_dept.values()) == set(descriptions)
-    categories = SHARED_DATA / "banking77" / "categories.json"
-    if not categories.exists():
-        pytest.skip(f"{categories} not present (the datasets sit beside the repo in CI)")
+    categories = DATA / "banking77" / "categories.json"
     names = json.loads(categories.read_text())
     assert sorted(intent_to_dept) == sorted(names)  # no intent missing, none invented
 

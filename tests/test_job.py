@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from slm_agents.cli import app
+from slm_agents.job import completed_ids, run_job
 from typer.testing import CliRunner
-
-from agents.cli import app
-from agents.job import completed_ids, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -159,7 +158,7 @@ def test_the_inbox_example_plans_with_the_llm_tier_and_calls_only_its_specialist
 
 
 def test_every_example_team_spec_validates():
-    from agents.teamspec import load_team_spec
+    from slm_agents.teamspec import load_team_spec
 
     specs = sorted(
         p.name for p in EXAMPLES.glob("*.yaml") if p.name != "banking77_departments.yaml"

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from agents.models.sources import BUNDLED, bundled_path
+from slm_agents.models.sources import BUNDLED, bundled_path
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from agents.requests_file import RequestsFileError, read_requests
+from slm_agents.requests_file import RequestsFileError, read_requests
 
 
 def test_csv_rows_with_ids_labels_and_meta(tmp_path):

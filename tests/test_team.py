@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from agents.agent import FunctionAgent
-from agents.team import Team, UnknownAgentError
+from slm_agents.agent import FunctionAgent
+from slm_agents.team import Team, UnknownAgentError
 
 
 def echo(name: str) -> FunctionAgent:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agents.teamspec import TeamSpecError, load_team_spec
+from slm_agents.teamspec import TeamSpecError, load_team_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 GOOD = """

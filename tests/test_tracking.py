@@ -9,13 +9,12 @@ import time
 import warnings
 
 import pytest
-
-from agents import tracking
-from agents.tracking import TrackingWarning, flatten
+from slm_agents import tracking
+from slm_agents.tracking import TrackingWarning, flatten
 
 
 def test_flatten_makes_dotted_params():
-    from agents.models import GenerationOptions
+    from slm_agents.models import GenerationOptions
 
     flat = flatten({"model": "m", "options": GenerationOptions(max_new_tokens=8)})
     assert flat["model"] == "m" and flat["options.max_new_tokens"] == "8"
@@ -107,8 +106,9 @@ def test_model_calls_without_a_run_are_not_traced(slm):
 
 def test_importing_the_packages_stays_light():
     code = (
-        "import sys, agents, agents.models, agents.tracking, agents.cli, finetune\n"
-        "import agents.agent, agents.patterns, agents.runtime, agents.result, agents.pricing\n"
+        "import sys, slm_agents, slm_agents.models, slm_agents.tracking, slm_agents.cli\n"
+        "import slm_agents.finetune, slm_agents.agent, slm_agents.patterns, slm_agents.runtime\n"
+        "import slm_agents.result, slm_agents.pricing\n"
         "heavy = [m for m in ('torch', 'transformers', 'mlflow', 'ray') if m in sys.modules]\n"
         "print(heavy)"
     )

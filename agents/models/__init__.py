@@ -4,8 +4,8 @@
 zero-shot label descriptions) both take lists and return one result per input.
 """
 
-from agents.models.base import Generation, InputError, Prediction, Usage
-from agents.models.sources import BUNDLED, ModelNotFoundError, resolve
+from slm_agents.models.base import Generation, InputError, Prediction, Usage
+from slm_agents.models.sources import BUNDLED, ModelNotFoundError, resolve
 
 __all__ = [
     "BUNDLED",
@@ -23,13 +23,13 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Lazy: `from agents.models import CausalLM` imports transformers only then.
+    # Lazy: `from slm_agents.models import CausalLM` imports transformers only then.
     if name in ("CausalLM", "GenerationOptions", "Request"):
-        from agents.models import hf
+        from slm_agents.models import hf
 
         return getattr(hf, name)
     if name == "EncoderClassifier":
-        from agents.models.classifier import EncoderClassifier
+        from slm_agents.models.classifier import EncoderClassifier
 
         return EncoderClassifier
-    raise AttributeError(f"module 'agents.models' has no attribute {name!r}")
+    raise AttributeError(f"module 'slm_agents.models' has no attribute {name!r}")

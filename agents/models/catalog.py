@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.models.sources import (
+from slm_agents.models.sources import (
     BUNDLED,
     bundled_path,
     cache_dir,

@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents import tracking
-from agents.models.base import InputError, Model, Prediction, Timer, pick_device, run_isolated
-from agents.models.sources import DEFAULT_ENCODER, resolve
+from slm_agents import tracking
+from slm_agents.models.base import InputError, Model, Prediction, Timer, pick_device, run_isolated
+from slm_agents.models.sources import DEFAULT_ENCODER, resolve
 
 CLASSIFIER_FILE = "classifier.json"
-MEAN_POOL = "mean-pool"  # see agents.models.pooled
+MEAN_POOL = "mean-pool"  # see slm_agents.models.pooled
 
 
 class EncoderClassifier(Model):
@@ -102,21 +102,20 @@ class EncoderClassifier(Model):
     def _load_pooled(self, directory: Path, meta: dict[str, Any]) -> Any:
         """Encoder (LoRA adapter on the base, full weights, or int8) + mean pooling + head."""
         import torch
-        from transformers import AutoConfig, AutoModel
-
-        from agents.models.pooled import (
+        from slm_agents.models.pooled import (
             INT8_FILE,
             PooledClassifier,
             keep_first_layers,
             load_head,
             quiet_peft_warnings,
         )
+        from transformers import AutoConfig, AutoModel
 
         encoder_format = meta.get("encoder", "lora")
         self.resolved = resolve(meta["base_model"] if encoder_format == "lora" else str(directory))
         try:
             if encoder_format == "int8":
-                from agents.models.base import quantize_int8
+                from slm_agents.models.base import quantize_int8
 
                 encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(directory)))
                 model = quantize_int8(PooledClassifier(encoder, len(self.labels)))
@@ -307,7 +306,7 @@ def save_pooled_classifier(
     extra: Mapping[str, Any] | None = None,
     layers: int | None = None,
 ) -> Path:
-    """Save a :class:`~agents.models.pooled.PooledClassifier` as a classifier directory.
+    """Save a :class:`~slm_agents.models.pooled.PooledClassifier` as a classifier directory.
 
     The encoder's form picks the format, recorded as ``encoder`` in ``classifier.json``:
     ``lora`` (a PEFT adapter, a few MB, loaded on top of ``base_model``), ``int8`` (a dynamically
@@ -316,8 +315,7 @@ def save_pooled_classifier(
     how many of the base encoder's blocks a LoRA adapter was trained on.
     """
     import torch
-
-    from agents.models.pooled import INT8_FILE, save_head
+    from slm_agents.models.pooled import INT8_FILE, save_head
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

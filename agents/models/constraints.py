@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agents.models.base import InputError
+from slm_agents.models.base import InputError
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from agents import tracking
-from agents.models.base import (
+from slm_agents import tracking
+from slm_agents.models.base import (
     Generation,
     InputError,
     Model,
@@ -26,8 +26,8 @@ from agents.models.base import (
     quantize_int8,
     run_isolated,
 )
-from agents.models.constraints import Constraint, GrammarCompiler, make_constraint, parse_output
-from agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
+from slm_agents.models.constraints import Constraint, GrammarCompiler, make_constraint, parse_output
+from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
 
 Messages = list[dict[str, str]]
 
@@ -254,8 +254,7 @@ class CausalLM(Model):
 
     def _generate_batch(self, batch: list[_Prepared], opts: GenerationOptions) -> list[Generation]:
         import torch
-
-        from agents.models.token_logprobs import ChosenTokenLogprobs, sampling_processors
+        from slm_agents.models.token_logprobs import ChosenTokenLogprobs, sampling_processors
 
         enc = self.tokenizer(
             [p.text for p in batch],

@@ -6,7 +6,7 @@ pooler is untrained. Keeping that pooling lets the head start from the class cen
 (:func:`prototype_weights`), which alone scores ~85% on BANKING77 before any gradient step, so
 LoRA training has far less to do on 2 CPU cores.
 
-This module imports torch at import time; :mod:`agents.models.classifier` imports it lazily.
+This module imports torch at import time; :mod:`slm_agents.models.classifier` imports it lazily.
 """
 
 from __future__ import annotations

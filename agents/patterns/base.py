@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from agents.result import Result, Step, now
+from slm_agents.result import Result, Step, now
 
 
 def decision(pattern: str, text: str, confidence: float = 0.0) -> Step:

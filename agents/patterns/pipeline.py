@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agents.agent import Agent, merge, split_valid
-from agents.patterns.base import chain, decision
-from agents.result import Result, Task
+from slm_agents.agent import Agent, merge, split_valid
+from slm_agents.patterns.base import chain, decision
+from slm_agents.result import Result, Task
 
 
 def previous_output(task: Task, previous: Result) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from agents.agent import Agent, merge, split_valid
-from agents.patterns.base import chain, decision
-from agents.result import Result, Task
+from slm_agents.agent import Agent, merge, split_valid
+from slm_agents.patterns.base import chain, decision
+from slm_agents.result import Result, Task
 
 
 class Route(Agent):

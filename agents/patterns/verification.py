@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from agents.agent import Agent, merge, split_valid
-from agents.patterns.base import chain, decision
-from agents.result import Result, Task
+from slm_agents.agent import Agent, merge, split_valid
+from slm_agents.patterns.base import chain, decision
+from slm_agents.result import Result, Task
 
 Verdict = str  # "accept", "correct" or "reject"
 

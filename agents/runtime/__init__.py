@@ -5,14 +5,14 @@
 does not import Ray.
 """
 
-from agents.runtime.spec import AgentSpec
+from slm_agents.runtime.spec import AgentSpec
 
 __all__ = ["AgentSpec", "RayAgent", "ensure_ray"]
 
 
 def __getattr__(name: str):
     if name in ("RayAgent", "ensure_ray"):
-        from agents.runtime import hosting
+        from slm_agents.runtime import hosting
 
         return getattr(hosting, name)
-    raise AttributeError(f"module 'agents.runtime' has no attribute {name!r}")
+    raise AttributeError(f"module 'slm_agents.runtime' has no attribute {name!r}")

@@ -22,9 +22,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agents.result import Result, Task
-from agents.runtime.batching import DynamicBatcher
-from agents.runtime.spec import AgentSpec
+from slm_agents.result import Result, Task
+from slm_agents.runtime.batching import DynamicBatcher
+from slm_agents.runtime.spec import AgentSpec
 
 
 class _Hosting:

@@ -19,9 +19,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from agents.agent import Agent, failed, merge, split_valid
-from agents.result import Result, Task
-from agents.runtime.spec import AgentSpec
+from slm_agents.agent import Agent, failed, merge, split_valid
+from slm_agents.result import Result, Task
+from slm_agents.runtime.spec import AgentSpec
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -207,8 +207,7 @@ def _start_actors(
 ) -> list[Any]:
     """Start ``replicas`` actors hosting ``specs`` and wait until every one has its models."""
     import ray
-
-    from agents.runtime.actor import AgentActor, DirectAgentActor
+    from slm_agents.runtime.actor import AgentActor, DirectAgentActor
 
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas!r}")

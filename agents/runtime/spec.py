@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agents.agent import Agent, ClassifierAgent, LLMAgent
+from slm_agents.agent import Agent, ClassifierAgent, LLMAgent
 
 KINDS = ("llm", "classifier", "support-router", "extractor", "coder")
 _MODELS: dict[str, Any] = {}
@@ -66,7 +66,7 @@ class AgentSpec:
         )
 
     def _causal(self) -> Any:
-        from agents.models import CausalLM
+        from slm_agents.models import CausalLM
 
         key = json.dumps(["llm", self.model, self.quantize, self.device, self.batch_size])
         if key not in _MODELS:
@@ -76,7 +76,7 @@ class AgentSpec:
         return _MODELS[key]
 
     def _classifier(self) -> Any:
-        from agents.models import EncoderClassifier
+        from slm_agents.models import EncoderClassifier
 
         key = json.dumps(["classifier", self.model, self.labels, self.device], sort_keys=True)
         if key not in _MODELS:
@@ -88,7 +88,7 @@ class AgentSpec:
 
 
 def _support_router(spec: AgentSpec) -> Agent:
-    from agents.specialists import SupportRouter
+    from slm_agents.specialists import SupportRouter
 
     options = dict(spec.options)
     departments = options.pop("departments")
@@ -98,7 +98,7 @@ def _support_router(spec: AgentSpec) -> Agent:
 
 
 def _extractor(spec: AgentSpec) -> Agent:
-    from agents.specialists import Extractor
+    from slm_agents.specialists import Extractor
 
     options = dict(spec.options)
     return Extractor(
@@ -111,7 +111,7 @@ def _extractor(spec: AgentSpec) -> Agent:
 
 
 def _coder(spec: AgentSpec) -> Agent:
-    from agents.specialists import Coder
+    from slm_agents.specialists import Coder
 
     return Coder(spec.name, spec._causal(), max_new_tokens=spec.max_new_tokens, **spec.options)
 

@@ -9,7 +9,7 @@
 - :class:`Planner` (``planner.py``): the LLM tier; decomposes a request into a JSON plan of
   specialist calls.
 
-Names are imported lazily so ``import agents.specialists`` stays cheap.
+Names are imported lazily so ``import slm_agents.specialists`` stays cheap.
 """
 
 from __future__ import annotations
@@ -29,5 +29,5 @@ __all__ = list(_HOMES)
 
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
-        raise AttributeError(f"module 'agents.specialists' has no attribute {name!r}")
+        raise AttributeError(f"module 'slm_agents.specialists' has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -2,7 +2,7 @@
 
 A small model's first try at a function is often wrong, but the tests say exactly how, and
 that error is cheap to feed back. So the Coder generates, runs the task's tests in
-:func:`agents.sandbox.run_tests` (a subprocess with a timeout, memory limit, output cap, temp
+:func:`slm_agents.sandbox.run_tests` (a subprocess with a timeout, memory limit, output cap, temp
 dir and no network; generated code never runs in this process), and for up to ``max_repairs``
 rounds asks the model to fix the failing code given the error. Confidence comes from the tests.
 
@@ -28,10 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.agent import Agent, failed, llm_step, merge, split_valid
-from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Step, Task, now
-from agents.sandbox import run_sandboxed, run_tests
+from slm_agents.agent import Agent, failed, llm_step, merge, split_valid
+from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.result import Result, Step, Task, now
+from slm_agents.sandbox import run_sandboxed, run_tests
 
 SYSTEM = "You are an expert Python programmer."
 _FORMAT = "Reply with the complete function in one ```python code block."
@@ -174,7 +174,7 @@ class Coder(Agent):
 
     Args:
         name: the agent's name; generation steps carry it, test runs ``<name>.tests``.
-        model: a causal model with ``generate`` (``agents.models.CausalLM``), its bundled or
+        model: a causal model with ``generate`` (``slm_agents.models.CausalLM``), its bundled or
             local name (loaded on first use; default the bundled SLM), or any ``Agent`` whose
             text output is the reply (an ``LLMAgent``, a ``RayAgent``, a ``Cascade``): the LLM
             tier swaps in here.
@@ -197,7 +197,7 @@ class Coder(Agent):
             prompts. False resends the first prompt, so repair rounds are plain resampling:
             the ablation that tells whether the error helps.
         system: system message for a model with ``generate`` (an Agent brings its own).
-        limits: keywords for :func:`agents.sandbox.run_sandboxed` (default 5 s, 512 MB).
+        limits: keywords for :func:`slm_agents.sandbox.run_sandboxed` (default 5 s, 512 MB).
         workers: sandbox runs at once.
     """
 
@@ -262,7 +262,7 @@ class Coder(Agent):
     def model(self) -> Any:
         """The model or agent that writes code; a name or None is loaded on first use."""
         if self._model is None or isinstance(self._model, str):
-            from agents.models import CausalLM
+            from slm_agents.models import CausalLM
 
             self._model = CausalLM(self._model) if self._model else CausalLM()
         return self._model

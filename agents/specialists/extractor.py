@@ -20,8 +20,8 @@ on. So the Extractor
   the batch;
 - loads a LoRA adapter directory from ``slm-agents finetune extractor`` and, when its
   ``sft.json`` records the ``instruction`` it was trained with, builds the prompt with the
-  recipe's own ``finetune.recipes.receipt_prompt`` so inference matches training token for
-  token. Without an explicit schema, the adapter's recorded schema is used.
+  recipe's own ``slm_agents.finetune.recipes.receipt_prompt`` so inference matches training
+  token for token. Without an explicit schema, the adapter's recorded schema is used.
 
 Output: an instance of the pydantic class, or a dict for a JSON-schema dict. ``meta`` gets
 ``field_confidence`` (field -> [0, 1]), ``warnings`` (list of str) and ``raw_output`` (the
@@ -36,10 +36,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, failed, llm_step, merge, split_valid
-from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Task, now
-from agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
+from slm_agents.agent import Agent, failed, llm_step, merge, split_valid
+from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.result import Result, Task, now
+from slm_agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
 
 DEFAULT_PROMPT = "Extract the {fields} from this text as JSON.\n\n{text}"
 
@@ -171,7 +171,7 @@ class Extractor(Agent):
 
     # ---------------------------------------------------------------------------- set-up
     def _load(self, model: Any, adapter: Any, device: str) -> tuple[Any, str | None, dict]:
-        from agents.models import CausalLM
+        from slm_agents.models import CausalLM
 
         given = isinstance(model, CausalLM)
         if adapter is None:
@@ -180,7 +180,7 @@ class Extractor(Agent):
             return (CausalLM(model, device=device) if model else CausalLM(device=device)), None, {}
         if given and str(adapter) in model.adapters:  # a name, loaded by the caller
             return model, str(adapter), {}
-        from finetune.sft import AdapterError, load_tuned, read_adapter_info
+        from slm_agents.finetune.sft import AdapterError, load_tuned, read_adapter_info
 
         path = Path(adapter)
         info = read_adapter_info(path)  # raises AdapterError naming what is wrong with it
@@ -222,7 +222,7 @@ class Extractor(Agent):
     # ---------------------------------------------------------------------------- running
     def _messages(self, task: Task) -> list[dict[str, str]]:
         if self.instruction:  # built exactly as the adapter's training prompts were
-            from finetune.recipes import Receipt, receipt_prompt
+            from slm_agents.finetune.recipes import Receipt, receipt_prompt
 
             lines = [line for line in task.text.split("\n") if line.strip()]  # as in training
             receipt = Receipt(id=task.id, lines=lines, fields={})

@@ -24,9 +24,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.agent import Agent, LLMAgent, merge, split_valid
-from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Task
+from slm_agents.agent import Agent, LLMAgent, merge, split_valid
+from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.result import Result, Task
 
 PLAN_PROMPT = """Split the request below into calls to these specialists:
 {menu}

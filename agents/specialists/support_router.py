@@ -8,7 +8,7 @@ tickets (the usual fix for over- or under-confident softmax scores) and can pick
 that escalates a target share. A ticket whose confidence is below the threshold, or whose intent
 belongs to no department (out of scope: its confidence is then 0), comes back with
 ``escalate: True``; wrap the router in
-a :class:`~agents.patterns.Cascade` to hand those to the LLM tier.
+a :class:`~slm_agents.patterns.Cascade` to hand those to the LLM tier.
 
 The model is either a classifier trained on intents (``slm-agents finetune classifier``) or a
 zero-shot classifier over the departments' descriptions; then ``intent`` is ``None``.
@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, classifier_confidence, merge, priced_step, split_valid
-from agents.pricing import DEFAULT_TABLE, PriceTable
-from agents.result import Result, Task, now
+from slm_agents.agent import Agent, classifier_confidence, merge, priced_step, split_valid
+from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.result import Result, Task, now
 
 UNASSIGNED = "unassigned"  # the department of an intent that no department claims
 
@@ -81,7 +81,7 @@ class SupportRouter(Agent):
         if temperature <= 0:
             raise ValueError(f"{name}: temperature must be > 0, got {temperature}")
         if isinstance(model, str | Path):
-            from agents.models import EncoderClassifier
+            from slm_agents.models import EncoderClassifier
 
             model = EncoderClassifier(str(model))
         if isinstance(departments, str | Path):

@@ -6,10 +6,9 @@ import csv
 from pathlib import Path
 
 import pytest
+from slm_agents.finetune.classifier import train_classifier
+from slm_agents.finetune.data import LabelledTexts
 from training_slices import SMALL, SMALL_RUN, banking_slice
-
-from finetune.classifier import train_classifier
-from finetune.data import LabelledTexts
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
+from slm_agents.cli import app
 from typer.testing import CliRunner
-
-from agents.cli import app
 
 runner = CliRunner()
 

@@ -6,17 +6,16 @@ import json
 
 import pytest
 import torch
-from training_slices import SMALL, SMALL_RUN
-
-from agents.models import EncoderClassifier
-from finetune.classifier import ClassifierSettings
-from finetune.data import DataError
-from finetune.distill import (
+from slm_agents.finetune.classifier import ClassifierSettings
+from slm_agents.finetune.data import DataError
+from slm_agents.finetune.distill import (
     DistillSettings,
     distill_classifier,
     distillation_loss,
     teacher_probabilities,
 )
+from slm_agents.models import EncoderClassifier
+from training_slices import SMALL, SMALL_RUN
 
 
 def test_the_loss_is_zero_only_when_the_student_matches_a_confident_teacher():

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from finetune.loop import TrainConfig, fit
+from slm_agents.finetune.loop import TrainConfig, fit
 
 
 def test_early_stopping_keeps_the_best_epoch():

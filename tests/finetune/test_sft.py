@@ -11,14 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-import finetune.cli_sft  # noqa: F401  (registers the commands on the finetune/evaluate apps)
-from agents.cli import app
-from finetune.data import DataError
-from finetune.extraction_eval import field_matches, normalise, score
-from finetune.loop import TrainConfig
-from finetune.recipes import (
+import slm_agents.finetune.cli_sft  # noqa: F401  (registers the commands on the finetune/evaluate apps)
+from slm_agents.cli import app
+from slm_agents.datasets import data_dir
+from slm_agents.finetune.data import DataError
+from slm_agents.finetune.extraction_eval import field_matches, normalise, score
+from slm_agents.finetune.loop import TrainConfig
+from slm_agents.finetune.recipes import (
     RECEIPT_SCHEMA,
     TextWindows,
     load_receipts,
@@ -27,9 +26,17 @@ from finetune.recipes import (
     receipts_chat,
     split_receipts,
 )
-from finetune.sft import SFT_FILE, AdapterError, SFTSettings, load_chat, load_tuned, train_sft
+from slm_agents.finetune.sft import (
+    SFT_FILE,
+    AdapterError,
+    SFTSettings,
+    load_chat,
+    load_tuned,
+    train_sft,
+)
+from typer.testing import CliRunner
 
-SROIE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sroie" / "receipts.jsonl"
+SROIE = data_dir() / "sroie" / "receipts.jsonl"
 # Tiny slices are cut to 256 tokens on purpose; the warning about it is tested once, below.
 pytestmark = pytest.mark.filterwarnings("ignore:.*prompts were longer than max_length")
 TINY = SFTSettings(rank=4, alpha=8, max_length=256, validation=0.0)
@@ -38,8 +45,6 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def receipts():
-    if not SROIE.exists():
-        pytest.fail(f"{SROIE} is missing: the tests expect ../shared/datasets beside the checkout")
     return sorted(load_receipts(SROIE), key=lambda r: len(r.text))[:6]
 
 
@@ -114,9 +119,8 @@ def test_a_step_budget_stop_resumes_from_the_checkpoint(receipts, tmp_path):
 
 
 def test_prompts_are_cut_from_the_left_and_responses_never():
+    from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
     from transformers import AutoTokenizer
-
-    from agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
 
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_converted(resolve(DEFAULT_CAUSAL))))
     long = load_chat_rows([{"prompt": "word " * 300, "response": "the answer"}])
@@ -159,10 +163,9 @@ def test_scoring_forgives_whitespace_and_case_only():
 
 def test_receipt_split_is_reproducible_and_answers_are_what_the_grammar_emits(receipts):
     import xgrammar as xgr
+    from slm_agents.models.constraints import GrammarCompiler, make_constraint
+    from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
     from transformers import AutoTokenizer
-
-    from agents.models.constraints import GrammarCompiler, make_constraint
-    from agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
 
     all_receipts = load_receipts(SROIE)
     train, held = split_receipts(all_receipts, 50, seed=0)

@@ -7,17 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+from slm_agents.datasets import data_dir
+from slm_agents.models.sources import BUNDLED, bundled_path, cache_dir, resolve
 
-from agents.models.sources import BUNDLED, bundled_path, cache_dir, resolve
-
-HUMANEVAL = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "humaneval"
+HUMANEVAL = data_dir() / "humaneval"
 
 
 @pytest.fixture(scope="module")
 def gemma():
     if bundled_path(BUNDLED["gemma-3-270m"]) is None:
         pytest.fail(f"bundled base model missing: {BUNDLED['gemma-3-270m'].install}")
-    from agents.models import CausalLM
+    from slm_agents.models import CausalLM
 
     return CausalLM("gemma-3-270m", device="cpu")
 
@@ -38,8 +38,8 @@ def test_plain_text_starts_with_the_bos_a_base_model_needs(gemma):
 
 
 def test_completion_coder_solves_a_real_humaneval_problem(gemma):
-    from agents.specialists import Coder
-    from agents.specialists.coder import humaneval_task
+    from slm_agents.specialists import Coder
+    from slm_agents.specialists.coder import humaneval_task
 
     rows = [json.loads(line) for line in (HUMANEVAL / "problems.jsonl").read_text().splitlines()]
     strlen = next(r for r in rows if r["task_id"] == "HumanEval/23")

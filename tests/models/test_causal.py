@@ -6,8 +6,7 @@ import math
 import re
 
 import pytest
-
-from agents.models import CausalLM, GenerationOptions, Request
+from slm_agents.models import CausalLM, GenerationOptions, Request
 
 
 def test_generation_reports_text_usage_and_confidence_from_logprobs(slm):
@@ -203,8 +202,7 @@ def test_int8_quantization_shrinks_linears_and_still_answers():
 
 def test_device_choice_is_validated():
     import torch
-
-    from agents.models.base import pick_device
+    from slm_agents.models.base import pick_device
 
     assert pick_device("cpu") == "cpu"
     assert pick_device("auto") in ("cpu", "cuda")

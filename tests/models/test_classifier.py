@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from agents.models import EncoderClassifier
-from agents.models.classifier import save_classifier
-from agents.models.sources import resolve
+from slm_agents.models import EncoderClassifier
+from slm_agents.models.classifier import save_classifier
+from slm_agents.models.sources import resolve
 
 LABELS = ["cards", "transfers", "account"]
 

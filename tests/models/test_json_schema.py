@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 from pydantic import BaseModel, Field
-
-from agents.models import Request
+from slm_agents.models import Request
 
 
 def obj(properties: dict, required: list[str] | None = None) -> dict:

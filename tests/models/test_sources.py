@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from agents.models import sources
-from agents.models.sources import ModelNotFoundError, resolve
+from slm_agents.models import sources
+from slm_agents.models.sources import ModelNotFoundError, resolve
 
 
 def test_bundled_names_resolve_inside_their_packages():
@@ -70,7 +69,7 @@ def test_missing_bundled_package_names_the_pip_command(monkeypatch):
 
 CONVERT = """
 import json, sys
-from agents.models import CausalLM
+from slm_agents.models import CausalLM
 lm = CausalLM(device="cpu")
 print(json.dumps(lm.generate(["What is the capital of France?"], max_new_tokens=8)[0].text))
 """

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
-from agents.patterns import Cascade, ParallelVerify, Pipeline, Route, Stage, calibrate_threshold
-from agents.result import Task
+from slm_agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
+from slm_agents.patterns import Cascade, ParallelVerify, Pipeline, Route, Stage, calibrate_threshold
+from slm_agents.result import Task
 
 
 def const(name: str, output, confidence: float = 1.0, sleep: float = 0.0) -> FunctionAgent:

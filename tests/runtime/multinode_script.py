@@ -13,9 +13,8 @@ import time
 
 import ray
 from ray.cluster_utils import Cluster
-
-from agents.result import Task
-from agents.runtime import AgentSpec, RayAgent
+from slm_agents.result import Task
+from slm_agents.runtime import AgentSpec, RayAgent
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
 doomed = cluster.add_node(num_cpus=2)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from agents.runtime.batching import DynamicBatcher
+from slm_agents.runtime.batching import DynamicBatcher
 
 
 def run(coro):

@@ -6,11 +6,10 @@ import threading
 import time
 
 import pytest
-
-from agents import tracking
-from agents.patterns import Cascade
-from agents.result import Task
-from agents.runtime import AgentSpec, RayAgent
+from slm_agents import tracking
+from slm_agents.patterns import Cascade
+from slm_agents.result import Task
+from slm_agents.runtime import AgentSpec, RayAgent
 
 ROUTER = AgentSpec(
     "router",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from adapter_factory import make_adapter
-
-from agents.models import CausalLM
-from agents.runtime import AgentSpec, RayAgent
+from slm_agents.models import CausalLM
+from slm_agents.runtime import AgentSpec, RayAgent
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
+from slm_agents.agent import FunctionAgent
+from slm_agents.datasets import data_dir
+from slm_agents.models import Generation, Usage
+from slm_agents.result import Task
+from slm_agents.sandbox import run_tests
+from slm_agents.specialists import Coder
+from slm_agents.specialists.coder import assemble, code_from_reply, humaneval_task
 
-from agents.agent import FunctionAgent
-from agents.models import Generation, Usage
-from agents.result import Task
-from agents.sandbox import run_tests
-from agents.specialists import Coder
-from agents.specialists.coder import assemble, code_from_reply, humaneval_task
-
-HUMANEVAL = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "humaneval"
+HUMANEVAL = data_dir() / "humaneval"
 
 
 @pytest.fixture(scope="module")

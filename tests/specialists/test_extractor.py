@@ -9,22 +9,21 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from pathlib import Path
 
 import jsonschema
 import pytest
 from pydantic import BaseModel, Field
-
-from agents.result import Task
-from agents.specialists import Extractor
-from agents.specialists.extractor import (
+from slm_agents.datasets import data_dir
+from slm_agents.result import Task
+from slm_agents.specialists import Extractor
+from slm_agents.specialists.extractor import (
     field_confidences,
     normalise_amount,
     normalise_date,
     value_spans,
 )
 
-SROIE = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "sroie" / "receipts.jsonl"
+SROIE = data_dir() / "sroie" / "receipts.jsonl"
 pytestmark = pytest.mark.filterwarnings("ignore:.*prompts were longer than max_length")
 
 
@@ -51,10 +50,8 @@ def boom(value):
 
 @pytest.fixture(scope="module")
 def receipts():
-    from finetune.recipes import load_receipts
+    from slm_agents.finetune.recipes import load_receipts
 
-    if not SROIE.exists():
-        pytest.fail(f"{SROIE} is missing: the tests expect ../shared/datasets beside the checkout")
     return sorted(load_receipts(SROIE), key=lambda r: len(r.text))[:4]
 
 
@@ -277,9 +274,9 @@ def test_bad_configuration_is_refused_with_a_reason(slm):
 @pytest.fixture(scope="module")
 def adapter(receipts, tmp_path_factory):
     """The extractor recipe on four short receipts: rank 4, 256 tokens, two steps."""
-    from finetune.loop import TrainConfig
-    from finetune.recipes import train_extractor
-    from finetune.sft import SFTSettings
+    from slm_agents.finetune.loop import TrainConfig
+    from slm_agents.finetune.recipes import train_extractor
+    from slm_agents.finetune.sft import SFTSettings
 
     data = tmp_path_factory.mktemp("sroie") / "receipts.jsonl"
     wanted = {r.id for r in receipts}
@@ -299,7 +296,7 @@ def adapter(receipts, tmp_path_factory):
 
 
 def test_an_adapter_directory_is_loaded_with_its_training_prompt(adapter, receipts, tmp_path):
-    from finetune.recipes import RECEIPT_SCHEMA, receipt_prompt
+    from slm_agents.finetune.recipes import RECEIPT_SCHEMA, receipt_prompt
 
     recorded = Extractor(adapter=adapter)  # the base model and the schema come from sft.json
     assert recorded.adapter == "extractor" and "extractor" in recorded.model.adapters

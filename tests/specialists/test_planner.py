@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from agents.agent import Agent, FunctionAgent
-from agents.result import Task
-from agents.specialists import Planner
-from agents.specialists.planner import PlanError, check_plan, plan_schema
+from slm_agents.agent import Agent, FunctionAgent
+from slm_agents.result import Task
+from slm_agents.specialists import Planner
+from slm_agents.specialists.planner import PlanError, check_plan, plan_schema
 
 REQUEST = (
     "Hello, I was charged twice for my card payment yesterday. Also please file this receipt: "

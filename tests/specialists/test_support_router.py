@@ -6,14 +6,14 @@ import csv
 from pathlib import Path
 
 import pytest
-
-from agents.patterns import Cascade
-from agents.specialists import SupportRouter
-from agents.specialists.support_router import UNASSIGNED, load_departments, scale
+from slm_agents.datasets import data_dir
+from slm_agents.patterns import Cascade
+from slm_agents.specialists import SupportRouter
+from slm_agents.specialists.support_router import UNASSIGNED, load_departments, scale
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPING = ROOT / "examples" / "banking77_departments.yaml"
-BANKING77 = ROOT.parent / "shared" / "datasets" / "banking77"
+BANKING77 = data_dir() / "banking77"
 INTENTS = ["card_arrival", "lost_or_stolen_card", "pending_transfer", "exchange_rate"]
 
 
@@ -32,9 +32,9 @@ def tickets(split: str, per_intent: int) -> tuple[list[str], list[str]]:
 @pytest.fixture(scope="module")
 def intent_model(tmp_path_factory):
     """A 4-intent LoRA classifier: centroid head plus a few steps (seconds)."""
-    from finetune.classifier import ClassifierSettings, train_classifier
-    from finetune.data import LabelledTexts
-    from finetune.loop import TrainConfig
+    from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
+    from slm_agents.finetune.data import LabelledTexts
+    from slm_agents.finetune.loop import TrainConfig
 
     texts, labels = tickets("train", 12)
     out = tmp_path_factory.mktemp("router")
@@ -104,7 +104,7 @@ def test_a_zero_shot_department_model_routes_without_intents(router):
 
 
 def test_escalated_tickets_go_to_the_next_tier_through_a_cascade(intent_model):
-    from agents.agent import FunctionAgent
+    from slm_agents.agent import FunctionAgent
 
     strong = FunctionAgent("llm-tier", lambda task: ({"department": "cards"}, 1.0))
     desk = Cascade(SupportRouter(intent_model, GROUPING, threshold=0.999), strong, threshold=0.999)
