@@ -317,6 +317,29 @@ def test_syntax_errors_and_bad_arguments():
         run_tests("", "", "f(); import os")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the user to drop to is looked up only as root")
+def test_an_unknown_user_is_refused_keeping_the_lookup_error():
+    with pytest.raises(ValueError, match="user must exist") as caught:
+        run_sandboxed("pass", user="no-such-user-here")
+    assert isinstance(caught.value.__cause__, KeyError)
+
+
+def test_the_child_bootstrap_is_a_package_file_that_imports_only_the_standard_library():
+    """It runs inside the sandbox from a copy, so nothing of ours may be imported there."""
+    import ast
+
+    from slm_agents.sandbox.parent import BOOTSTRAP
+
+    assert BOOTSTRAP.is_file() and BOOTSTRAP.parent == REPO / "agents" / "sandbox"
+    imported = set()
+    for node in ast.walk(ast.parse(BOOTSTRAP.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names), imported
+
+
 def test_the_docs_example_runs(monkeypatch, capsys):
     text = (REPO / "docs" / "sandbox.md").read_text()
     example = text.split("```python\n", 1)[1].split("```", 1)[0]
