@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from slm_agents.models.base import AdapterHost, Messages, TextClassifier, TextGenerator
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
 from slm_agents.result import Result, Step, Task, now
 
@@ -94,10 +95,47 @@ def split_valid(tasks: Sequence[str | Task], agent: str) -> tuple[list[Task], di
     return valid, errors
 
 
+class PromptError(ValueError):
+    """One task cannot fill the prompt template (a meta key it lacks, a malformed template)."""
+
+
+def fill_prompt(template: str, task: Task, **values: Any) -> str:
+    """``template.format`` over ``text``, the task's ``meta`` and ``values``; a task that cannot
+    fill it raises :class:`PromptError` saying which key is missing or what is wrong."""
+    meta = {k: v for k, v in task.meta.items() if isinstance(k, str)}
+    fields = {**meta, **values, "text": task.text}
+    try:
+        return template.format(**fields)
+    except KeyError as exc:
+        key = exc.args[0] if exc.args else "?"
+        raise PromptError(
+            f"the prompt needs {{{key}}}, which task {task.id!r} does not have (its meta keys: "
+            f"{sorted(task.meta) or 'none'}); a literal brace in a template is written {{{{ or }}}}"
+        ) from exc
+    except (IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise PromptError(
+            f"the prompt template {template[:120]!r} is not a valid str.format template "
+            f"({type(exc).__name__}: {exc}); write literal braces as {{{{ and }}}}"
+        ) from exc
+
+
 def merge(n: int, errors: dict[int, Result], ran: list[Result]) -> list[Result]:
     """Put error Results and the Results of the valid tasks back in input order."""
     it = iter(ran)
     return [errors[i] if i in errors else next(it) for i in range(n)]
+
+
+def call_options(
+    model: TextGenerator, *, json_schema: Any = None, regex: str | None = None, adapter: str | None
+) -> dict[str, Any]:
+    """The options an agent sets, and only those, so a backend needs to know only the options
+    its agents use. A model that hosts adapters always gets ``adapter``: None selects the base
+    model, whichever adapter an agent sharing the model used last."""
+    options = {"json_schema": json_schema, "regex": regex}
+    options = {key: value for key, value in options.items() if value is not None}
+    if adapter is not None or isinstance(model, AdapterHost):
+        options["adapter"] = adapter
+    return options
 
 
 class LLMAgent(Agent):
@@ -110,7 +148,7 @@ class LLMAgent(Agent):
     def __init__(
         self,
         name: str,
-        model: Any,  # slm_agents.models.CausalLM
+        model: TextGenerator,  # a CausalLM, or any backend with generate() and name
         *,
         prompt: str = "{text}",
         system: str | None = None,
@@ -126,26 +164,34 @@ class LLMAgent(Agent):
         self.json_schema, self.regex, self.adapter = json_schema, regex, adapter
         self.max_new_tokens, self.prices = max_new_tokens, prices
 
-    def _messages(self, task: Task) -> list[dict[str, str]]:
-        content = self.prompt.format(text=task.text, **task.meta)
+    def _messages(self, task: Task) -> Messages:
+        content = fill_prompt(self.prompt, task)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": content}]
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)
-        if not valid:
+        positions = [i for i in range(len(tasks)) if i not in errors]
+        prompts, ready = [], []
+        for position, task in zip(positions, valid, strict=True):
+            try:
+                prompts.append(self._messages(task))
+                ready.append(task)
+            except PromptError as exc:  # this task only: the rest of the batch still runs
+                errors[position] = failed(task, self.name, str(exc))
+        if not ready:
             return merge(len(tasks), errors, [])
         start = now()
         gens = self.model.generate(
-            [self._messages(t) for t in valid],
+            prompts,
             max_new_tokens=self.max_new_tokens,
-            json_schema=self.json_schema,
-            regex=self.regex,
-            adapter=self.adapter,
+            **call_options(
+                self.model, json_schema=self.json_schema, regex=self.regex, adapter=self.adapter
+            ),
         )
         end = now()
         results = []
-        for task, gen in zip(valid, gens, strict=True):
+        for task, gen in zip(ready, gens, strict=True):
             output = gen.parsed if gen.parsed is not None else gen.text
             step = llm_step(
                 self.name,
@@ -194,7 +240,7 @@ class ClassifierAgent(Agent):
     def __init__(
         self,
         name: str,
-        model: Any,
+        model: TextClassifier,
         *,
         prices: PriceTable = DEFAULT_TABLE,
         confidence: str = "probability",
@@ -272,7 +318,9 @@ __all__ = [
     "ClassifierAgent",
     "FunctionAgent",
     "LLMAgent",
+    "PromptError",
     "failed",
+    "fill_prompt",
     "merge",
     "split_valid",
 ]

@@ -32,6 +32,24 @@ def test_llm_agent_fills_its_prompt_and_prices_the_call(slm):
     assert empty.error == "task text is empty" and empty.path[0].agent == "greeter"
 
 
+def test_a_task_that_cannot_fill_the_prompt_fails_alone(slm):
+    """A meta key the prompt needs, or a stray brace in it, fails that request, not the batch."""
+    agent = LLMAgent("greeter", slm, prompt="Greet {name}. Context: {text}", max_new_tokens=8)
+    tasks = [Task("new", meta={"name": "Ada"}), Task("old", id="t2"), Task("x", meta={"name": 1})]
+    ada, missing, other = agent.run_batch(tasks)
+    assert ada.ok and ada.output and other.ok and other.output
+    assert not missing.ok and missing.output is None
+    assert "{name}" in missing.error and "'t2'" in missing.error
+    assert missing.path[0].agent == "greeter" and missing.path[0].error == missing.error
+
+    braces = LLMAgent("json", slm, prompt='Answer as {"answer": ...}: {text}', max_new_tokens=8)
+    [bad] = braces.run_batch([Task("hi")])
+    assert not bad.ok and "literal brace" in bad.error
+    unbalanced = LLMAgent("json", slm, prompt="Answer {text} }", max_new_tokens=8)
+    [bad] = unbalanced.run_batch(["hi"])
+    assert not bad.ok and "not a valid str.format template" in bad.error
+
+
 def test_llm_agent_prompt_must_take_the_text(slm):
     with pytest.raises(ValueError, match="must contain {text}"):
         LLMAgent("x", slm, prompt="no placeholder")

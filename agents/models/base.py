@@ -1,8 +1,13 @@
-"""The two things every backend returns, and the batch loop they share.
+"""What every backend returns, what agents need of a backend, and the batch loop they share.
 
 A backend validates each input on its own, runs the valid ones as one batch, and hands back one
 result per input in input order. A bad input becomes a result with ``error`` set, so one empty
 prompt never costs the other 63 requests in a batch their answers.
+
+Agents depend on the protocols here (:class:`TextGenerator`, :class:`TextClassifier`), not on
+``CausalLM`` or ``EncoderClassifier``: any object with these methods (an HTTP endpoint, a
+scripted test double) can stand in. Capabilities only some backends have (LoRA adapters, tying
+tokens to characters) are separate optional protocols that an agent checks for.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 
 class InputError(ValueError):
@@ -71,6 +76,67 @@ class Prediction:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+Messages = list[dict[str, str]]
+"""A chat: ``{"role", "content"}`` dicts. A last message from the assistant is a prefill."""
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """Text in, text out: all that an agent needs of a causal model.
+
+    ``generate`` takes a list of prompts, each plain text or a chat (:data:`Messages`), and
+    returns one :class:`Generation` per prompt, in order; a bad prompt is an error Generation,
+    never an exception for the batch. A chat whose last message is the assistant's is a
+    *prefill*: the reply continues that message and ``Generation.text`` does not repeat it.
+
+    Options are keywords, and agents pass only those they set, so a backend needs to accept
+    only what its agents use: ``max_new_tokens``, ``temperature`` (0: greedy), ``top_p``,
+    ``seed``, ``stop`` (strings that end the reply, not included), ``chat=False`` (plain text
+    goes in as it is: completion for base models), ``json_schema`` / ``regex`` (the reply
+    follows them; ``Generation.parsed`` holds the parsed JSON) and ``adapter`` (a LoRA adapter
+    by name). A backend that cannot honour an option it is given should raise, naming it.
+
+    ``name`` names the model in Steps and prices it (``slm_agents.pricing``); token counts come
+    from ``Generation.usage``.
+    """
+
+    name: str
+
+    def generate(self, prompts: Sequence[str | Messages], **options: Any) -> list[Generation]: ...
+
+
+@runtime_checkable
+class TextClassifier(Protocol):
+    """Texts in, one :class:`Prediction` per text out, over a fixed set of ``labels``."""
+
+    name: str
+    labels: Sequence[str]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+@runtime_checkable
+class AdapterHost(Protocol):
+    """Optional: a generator that loads LoRA adapters and selects them per call (``adapter=``)."""
+
+    @property
+    def adapters(self) -> list[str]: ...
+
+    def load_adapter(self, path: str, name: str) -> None: ...
+
+
+@runtime_checkable
+class TokenAligned(Protocol):
+    """Optional: a generator that can say where each generated token ends in the text.
+
+    ``token_ends(Generation.token_ids)[i]`` is the character offset in ``Generation.text``
+    where token ``i`` ends (non-decreasing), which ties ``token_logprobs`` to spans of the text
+    (the Extractor's per-field confidence).
+    """
+
+    def token_ends(self, token_ids: Sequence[int]) -> list[int]: ...
 
 
 Item = TypeVar("Item")

@@ -344,6 +344,16 @@ class CausalLM(Model):
                 low = mid + 1
         return high
 
+    def token_ends(self, token_ids: Sequence[int]) -> list[int]:
+        """Where each token ends in the decoded text (character offsets, non-decreasing): ties
+        ``Generation.token_logprobs`` to spans of ``Generation.text`` (``TokenAligned``)."""
+        ends, last = [], 0
+        for k in range(1, len(token_ids) + 1):
+            text = self.tokenizer.decode(list(token_ids[:k]), skip_special_tokens=True)
+            last = max(last, len(text))
+            ends.append(last)
+        return ends
+
     def _grammar_compiler(self) -> GrammarCompiler:
         if self._grammars is None:
             self._grammars = GrammarCompiler(self.tokenizer, self.model.config.vocab_size)

@@ -36,7 +36,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from slm_agents.agent import Agent, failed, llm_step, merge, split_valid
+from slm_agents.agent import (
+    Agent,
+    PromptError,
+    call_options,
+    failed,
+    fill_prompt,
+    llm_step,
+    merge,
+    split_valid,
+)
+from slm_agents.models.base import AdapterHost, Generation, Messages, TextGenerator, TokenAligned
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
 from slm_agents.result import Result, Task, now
 from slm_agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
@@ -81,15 +91,6 @@ def value_spans(text: str) -> dict[str, tuple[int, int]]:
         i = skip(i + 1)
 
 
-def token_ends(tokenizer: Any, ids: Sequence[int]) -> list[int]:
-    """Character offset in the decoded text where each token ends (non-decreasing)."""
-    ends, last = [], 0
-    for k in range(1, len(ids) + 1):
-        last = max(last, len(tokenizer.decode(ids[:k], skip_special_tokens=True)))
-        ends.append(last)
-    return ends
-
-
 def field_confidences(
     text: str, logprobs: Sequence[float], ends: Sequence[int]
 ) -> dict[str, float]:
@@ -115,8 +116,11 @@ class Extractor(Agent):
         schema: a pydantic model class (the output is an instance) or a JSON-schema dict for an
             object (the output is a dict). Bound strings with ``maxLength`` so a small model
             cannot run on until ``max_new_tokens``. Optional when ``adapter`` records one.
-        model: a ``CausalLM``, a model name/path (loaded here), or None: the adapter's base
-            model, else the bundled default SLM.
+        model: a ``CausalLM`` or any other ``TextGenerator`` (it must honour ``json_schema``),
+            a model name/path (loaded here as a ``CausalLM``), or None: the adapter's base
+            model, else the bundled default SLM. Per-field confidence needs a backend that ties
+            tokens to text (``TokenAligned``); with another, every field gets the generation's
+            confidence. An adapter needs one that loads adapters (``AdapterHost``).
         adapter: a LoRA adapter directory from ``slm-agents finetune extractor`` (loaded onto
             the model under ``name`` unless an adapter of that name is already loaded), or the
             name of an adapter already loaded on ``model``.
@@ -131,7 +135,7 @@ class Extractor(Agent):
     def __init__(
         self,
         schema: Any = None,
-        model: Any = None,
+        model: TextGenerator | str | None = None,
         *,
         adapter: str | Path | None = None,
         name: str = "extractor",
@@ -170,14 +174,22 @@ class Extractor(Agent):
             )
 
     # ---------------------------------------------------------------------------- set-up
-    def _load(self, model: Any, adapter: Any, device: str) -> tuple[Any, str | None, dict]:
-        from slm_agents.models import CausalLM
-
-        given = isinstance(model, CausalLM)
+    def _load(
+        self, model: Any, adapter: Any, device: str
+    ) -> tuple[TextGenerator, str | None, dict]:
+        given = isinstance(model, TextGenerator)
         if adapter is None:
             if given:
                 return model, None, {}
+            from slm_agents.models import CausalLM
+
             return (CausalLM(model, device=device) if model else CausalLM(device=device)), None, {}
+        if given and not isinstance(model, AdapterHost):
+            raise TypeError(
+                f"extractor {self.name!r}: adapter={str(adapter)!r} needs a model that loads "
+                f"LoRA adapters (adapters, load_adapter), and {type(model).__name__} does not; "
+                "pass a CausalLM, or no adapter"
+            )
         if given and str(adapter) in model.adapters:  # a name, loaded by the caller
             return model, str(adapter), {}
         from slm_agents.finetune.sft import AdapterError, load_tuned, read_adapter_info
@@ -193,7 +205,7 @@ class Extractor(Agent):
                 raise AdapterError(
                     f"{path}: cannot load the LoRA adapter onto {model.name} "
                     f"({type(exc).__name__}: {str(exc).strip()[:300]})"
-                ) from None
+                ) from exc
         return model, self.name, info
 
     def _check_hooks(self, hooks: Mapping[str, Any]) -> dict[str, Callable[[Any], Any]]:
@@ -220,7 +232,7 @@ class Extractor(Agent):
         return checked
 
     # ---------------------------------------------------------------------------- running
-    def _messages(self, task: Task) -> list[dict[str, str]]:
+    def _messages(self, task: Task) -> Messages:
         if self.instruction:  # built exactly as the adapter's training prompts were
             from slm_agents.finetune.recipes import Receipt, receipt_prompt
 
@@ -229,10 +241,7 @@ class Extractor(Agent):
             return receipt_prompt(receipt, self.instruction)
         names = self.fields
         fields = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
-        meta = {k: v for k, v in task.meta.items() if k not in ("text", "fields")}
-        return [
-            {"role": "user", "content": self.prompt.format(text=task.text, fields=fields, **meta)}
-        ]
+        return [{"role": "user", "content": fill_prompt(self.prompt, task, fields=fields)}]
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)
@@ -242,22 +251,21 @@ class Extractor(Agent):
             try:
                 prompts.append(self._messages(task))
                 ready.append(task)
-            except (KeyError, IndexError, ValueError) as exc:  # a template key the task lacks
-                errors[position] = failed(task, self.name, f"prompt template: {exc!r}")
+            except PromptError as exc:  # a template key the task lacks: this task only
+                errors[position] = failed(task, self.name, str(exc))
         if not ready:
             return merge(len(tasks), errors, [])
         start = now()
         gens = self.model.generate(
             prompts,
             max_new_tokens=self.max_new_tokens,
-            json_schema=self.json_schema,
-            adapter=self.adapter,
+            **call_options(self.model, json_schema=self.json_schema, adapter=self.adapter),
         )
         end = now()
         results = [self._result(t, g, start, end) for t, g in zip(ready, gens, strict=True)]
         return merge(len(tasks), errors, results)
 
-    def _result(self, task: Task, gen: Any, start: float, end: float) -> Result:
+    def _result(self, task: Task, gen: Generation, start: float, end: float) -> Result:
         output, confidence, error = None, 0.0, gen.error
         meta: dict[str, Any] = {**task.meta, "field_confidence": {}, "warnings": []}
         if error and gen.finish_reason == "length":
@@ -266,11 +274,14 @@ class Extractor(Agent):
                 f"was complete; raise max_new_tokens or bound the schema's strings (maxLength)"
             )
         if not error:
-            raw = json.loads(gen.text)
-            meta["raw_output"] = raw
-            meta["field_confidence"] = self._confidences(gen)
-            confidence = min(meta["field_confidence"].values(), default=gen.confidence)
-            output, error = self._finish(raw, meta["warnings"])
+            raw = _json_object(gen.text)  # constrained decoding makes one; other backends may not
+            if raw is None:
+                error = f"the reply is not one JSON object: {gen.text[:200]!r}"
+            else:
+                meta["raw_output"] = raw
+                meta["field_confidence"] = self._confidences(gen)
+                confidence = min(meta["field_confidence"].values(), default=gen.confidence)
+                output, error = self._finish(raw, meta["warnings"])
         step = llm_step(
             self.name,
             self.model.name,
@@ -292,11 +303,10 @@ class Extractor(Agent):
             meta=meta,
         )
 
-    def _confidences(self, gen: Any) -> dict[str, float]:
-        ids = getattr(gen, "token_ids", None)
-        tokenizer = getattr(self.model, "tokenizer", None)
-        if ids and tokenizer is not None and len(ids) == len(gen.token_logprobs):
-            ends = token_ends(tokenizer, ids)
+    def _confidences(self, gen: Generation) -> dict[str, float]:
+        ids = gen.token_ids
+        if ids and isinstance(self.model, TokenAligned) and len(ids) == len(gen.token_logprobs):
+            ends = self.model.token_ends(ids)
             if ends and ends[-1] == len(gen.text):
                 return field_confidences(gen.text, gen.token_logprobs, ends)
         # No token alignment (another backend): every field gets the generation's confidence.
@@ -350,6 +360,16 @@ class Extractor(Agent):
         return (None if errors else values), errors
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object ``text`` holds, or None when it holds anything else."""
+    try:
+        value = json.loads(text)
+        value_spans(text)  # one object, nothing around it: the field spans are well defined
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _schema_parts(schema: Any, name: str) -> tuple[Any, dict[str, Any]]:
     """(pydantic class or None, the JSON schema dict), checked to describe an object."""
     model_cls = None
@@ -374,6 +394,5 @@ __all__ = [
     "field_confidences",
     "normalise_amount",
     "normalise_date",
-    "token_ends",
     "value_spans",
 ]

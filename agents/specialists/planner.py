@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slm_agents.agent import Agent, LLMAgent, merge, split_valid
+from slm_agents.models.base import TextGenerator
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
 from slm_agents.result import Result, Task
 
@@ -95,14 +96,15 @@ def check_plan(plan: Any, known: Sequence[str]) -> list[dict[str, str]]:
 class Planner(Agent):
     """Request -> ``{"plan", "steps", "answer"}``: plan, run the specialists, compose.
 
-    ``model``: the LLM tier (a ``CausalLM``). ``specialists``: name -> Agent (a ``Team`` works).
+    ``model``: the LLM tier (a ``CausalLM``, or any ``TextGenerator`` that honours
+    ``json_schema``). ``specialists``: name -> Agent (a ``Team`` works).
     ``descriptions``: name -> one line on what each does, shown to the model (default: the first
     line of the agent's docstring).
     """
 
     def __init__(
         self,
-        model: Any,
+        model: TextGenerator,
         specialists: Mapping[str, Agent],
         *,
         descriptions: Mapping[str, str] | None = None,

@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from slm_agents.agent import Agent, classifier_confidence, merge, priced_step, split_valid
+from slm_agents.models.base import TextClassifier
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
 from slm_agents.result import Result, Task, now
 
@@ -40,7 +40,7 @@ def load_departments(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read the department grouping ({exc})") from None
+        raise ValueError(f"{path}: cannot read the department grouping ({exc})") from exc
     if not isinstance(spec, dict) or not spec:
         raise ValueError(f"{path}: expected 'department: {{description, intents}}' entries")
     descriptions, of_intent = {}, {}
@@ -60,14 +60,15 @@ def load_departments(path: str | Path) -> tuple[dict[str, str], dict[str, str]]:
 class SupportRouter(Agent):
     """Ticket -> ``{"intent", "department", "escalate"}``; confidence calibrated by temperature.
 
-    ``model``: an ``EncoderClassifier`` or a classifier directory. ``departments``: the grouping
-    YAML's path, or an ``intent -> department`` mapping. ``threshold``: below it a ticket
-    escalates. ``confidence``: ``"probability"`` or ``"margin"`` (see ``ClassifierAgent``).
+    ``model``: an ``EncoderClassifier`` (any ``TextClassifier``) or a classifier directory.
+    ``departments``: the grouping YAML's path, or an ``intent -> department`` mapping.
+    ``threshold``: below it a ticket escalates. ``confidence``: ``"probability"`` or
+    ``"margin"`` (see ``ClassifierAgent``).
     """
 
     def __init__(
         self,
-        model: Any,
+        model: TextClassifier | str | Path,
         departments: str | Path | Mapping[str, str],
         *,
         name: str = "support-router",

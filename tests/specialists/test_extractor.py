@@ -219,8 +219,11 @@ def test_outputs_validate_with_per_field_confidence(batch):
         step = result.path[0]
         assert step.agent == "extractor" and step.kind == "llm" and step.cost > 0
         assert step.prompt_tokens > 50 and step.completion_tokens > 10
+    extractor = batch[0]
     for gen in calls[0][1]:  # the ids behind the logprobs (agents/models change)
         assert len(gen.token_ids) == len(gen.token_logprobs) == gen.usage.completion_tokens
+        # CausalLM ties tokens to characters, so the fields are scored token by token
+        assert extractor.model.token_ends(gen.token_ids)[-1] == len(gen.text)
 
 
 def test_hooks_normalise_and_a_failing_hook_keeps_the_raw_value(batch):

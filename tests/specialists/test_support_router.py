@@ -122,6 +122,11 @@ def test_bad_input_and_bad_configuration_are_named(intent_model, tmp_path):
     )
     with pytest.raises(ValueError, match="'card_arrival' is in both 'a' and 'b'"):
         load_departments(twice)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("cards: {description: [unclosed")
+    with pytest.raises(ValueError, match="cannot read the department grouping") as caught:
+        load_departments(broken)
+    assert caught.value.__cause__ is not None  # the YAML parser's own error, with its position
     with pytest.raises(ValueError, match="threshold must be in"):
         SupportRouter(intent_model, GROUPING, threshold=1.5)
     with pytest.raises(ValueError, match="confidence"):
