@@ -6,151 +6,51 @@ that error is cheap to feed back. So the Coder generates, runs the task's tests 
 dir and no network; generated code never runs in this process), and for up to ``max_repairs``
 rounds asks the model to fix the failing code given the error. Confidence comes from the tests.
 
-Two prompt styles: ``"chat"`` (an instruction model asked for the function, the default) and
-``"completion"`` (a base model continues the prompt's code, the way HumanEval was designed;
-a repair puts the last error in a comment above the prompt).
+This module is the loop. What is asked (chat and completion styles, repair requests,
+:func:`humaneval_task`) is in ``code_prompts.py``; how a reply becomes the program tested
+(:func:`code_from_reply`, :func:`assemble`) in ``code_extraction.py``. Both are re-exported here.
 
 A task is HumanEval-shaped: ``Task.text`` is the prompt (signature and docstring, or a plain
 spec), ``Task.meta["test"]`` the test code (``check(candidate)`` or module-level asserts) and
 ``Task.meta["entry_point"]`` the function's name (inferred from the prompt when absent).
-:func:`humaneval_task` builds one from a HumanEval problem. The output is
-``{"code", "passed", "attempts", "error"}``; every generation and every test run is a Step.
+The output is ``{"code", "passed", "attempts", "error"}``; every generation and every test run
+is a Step.
 """
 
 from __future__ import annotations
 
-import ast
 import inspect
 import re
-import textwrap
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from slm_agents.agent import Agent, failed, llm_step, merge, split_valid
+from slm_agents.models.base import TextGenerator
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
 from slm_agents.result import Result, Step, Task, now
 from slm_agents.sandbox import run_sandboxed, run_tests
+from slm_agents.specialists.code_extraction import (
+    assemble,
+    code_from_reply,
+    entry_point_of,
+    is_function_prompt,
+    program_from_reply,
+)
+from slm_agents.specialists.code_prompts import (
+    COMPLETION_STOPS,
+    STYLES,
+    SYSTEM,
+    chat_prefill,
+    chat_repair,
+    chat_request,
+    completion_repair,
+    humaneval_task,
+)
 
-SYSTEM = "You are an expert Python programmer."
-_FORMAT = "Reply with the complete function in one ```python code block."
 _DEFAULT_LIMITS = {"timeout_s": 5.0, "memory_mb": 512}
-_STDERR_TAIL = 800  # characters of the failing run's stderr shown to the model
-# Where a completion stops: the function's body is done when top-level code starts (Codex paper).
-COMPLETION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
-STYLES = ("chat", "completion")
-
-
-def humaneval_task(problem: Mapping[str, Any]) -> Task:
-    """A Task from one HumanEval problem (``prompt``, ``test``, ``entry_point``, ``task_id``)."""
-    meta = {"test": problem.get("test"), "entry_point": problem.get("entry_point")}
-    ids = {"id": str(problem["task_id"])} if problem.get("task_id") else {}
-    return Task(text=problem.get("prompt", ""), meta=meta, **ids)
-
-
-# --- from a model's reply to a program ------------------------------------------------------
-
-_FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
-_CODE_LINE = re.compile(r"^(async\s+def|def|class|import|from|@)\b")
 _CHECK = re.compile(r"^def\s+check\s*\(", re.M)  # HumanEval tests: check(candidate)
-_ANY_CODE = re.compile(r"^\s*(def|return|for|while|if|import|from|class)\b", re.M)
-
-
-def _parses(code: str) -> bool:
-    """Whether ``code`` compiles (to bytecode, never run: that only happens in the sandbox)."""
-    try:
-        compile(code, "<reply>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-def _defines(code: str, name: str | None) -> bool:
-    """Whether ``code`` defines ``name`` (any top-level function when name is None)."""
-    target = re.escape(name) if name else r"\w+"
-    return re.search(rf"^(async\s+)?def\s+{target}\s*\(", code, re.M) is not None
-
-
-def code_from_reply(reply: str, entry_point: str | None = None) -> str | None:
-    """The code in a model's reply: a fenced block (the one defining ``entry_point`` first), or
-    the reply itself with prose trimmed off; None when there is no code at all."""
-    blocks = [
-        m[2]
-        for m in _FENCE.finditer(reply)
-        if m[1].lower() in ("", "python", "py", "python3") and m[2].strip()
-    ]
-    if blocks:
-        return next(
-            (b for b in blocks if _defines(textwrap.dedent(b), entry_point)),
-            next((b for b in blocks if _parses(textwrap.dedent(b))), blocks[0]),
-        )
-    if not reply.strip():
-        return None
-    if _parses(reply) or _parses(textwrap.dedent(reply)):
-        return reply
-    lines = reply.splitlines()
-    start = next((i for i, line in enumerate(lines) if _CODE_LINE.match(line)), None)
-    if start is not None:  # prose before the code, maybe after it: cut it off
-        for end in range(len(lines), start, -1):
-            candidate = "\n".join(lines[start:end]) + "\n"
-            if _parses(candidate):
-                return candidate
-    return reply if _ANY_CODE.search(reply) else None
-
-
-def assemble(prompt: str, code: str, entry_point: str | None = None) -> str:
-    """The program to test: the model's code joined with the prompt.
-
-    A whole function goes after the prompt (whose imports and helpers it may need; its own
-    definition replaces the prompt's stub). A bare body is indented under the prompt's
-    signature. ``if __name__ == "__main__":`` blocks are dropped: the sandbox runs the program
-    as ``__main__``, and demo code there (``input()``, prints) is not what is being tested.
-    """
-    head = prompt.rstrip() + "\n"
-    stub = head if _parses(head) else head + "    pass\n"  # a signature without a docstring
-    prompt_is_code = _is_function_prompt(prompt)
-    dedented = textwrap.dedent(code).strip("\n") + "\n"
-    whole = _defines(dedented, entry_point) or (_defines(dedented, None) and _parses(dedented))
-    if not prompt_is_code:
-        program = dedented
-    elif whole:
-        program = f"{stub}\n\n{dedented}"
-    else:  # a body for the prompt's last function
-        body = code.strip("\n") + "\n"
-        if not body[:1].isspace():
-            body = textwrap.indent(dedented, "    ")
-        program = head + body
-        if not _parses(program) and _parses(dedented):
-            program = f"{stub}\n\n{dedented}"
-    return _drop_main_block(program)
-
-
-def _is_function_prompt(prompt: str) -> bool:
-    """Whether the prompt is Python ending in a function to complete (HumanEval style)."""
-    head = prompt.rstrip() + "\n"
-    return _defines(prompt, None) and (_parses(head) or _parses(head + "    pass\n"))
-
-
-def _drop_main_block(program: str) -> str:
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError):
-        return program
-    lines = program.splitlines(keepends=True)
-    for node in reversed(tree.body):
-        test = node.test if isinstance(node, ast.If) else None
-        if isinstance(test, ast.Compare) and getattr(test.left, "id", None) == "__name__":
-            del lines[node.lineno - 1 : node.end_lineno]
-    return "".join(lines)
-
-
-def _entry_point_of(prompt: str) -> str | None:
-    names = re.findall(r"^(?:async\s+)?def\s+(\w+)\s*\(", prompt, re.M)
-    return names[-1] if names else None
-
-
-# --- the agent ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -174,10 +74,10 @@ class Coder(Agent):
 
     Args:
         name: the agent's name; generation steps carry it, test runs ``<name>.tests``.
-        model: a causal model with ``generate`` (``slm_agents.models.CausalLM``), its bundled or
-            local name (loaded on first use; default the bundled SLM), or any ``Agent`` whose
-            text output is the reply (an ``LLMAgent``, a ``RayAgent``, a ``Cascade``): the LLM
-            tier swaps in here.
+        model: a ``TextGenerator`` (``slm_agents.models.CausalLM``, or any backend with
+            ``generate`` and ``name``), a bundled or local model name (loaded on first use;
+            default the bundled SLM), or any ``Agent`` whose text output is the reply (an
+            ``LLMAgent``, a ``RayAgent``, a ``Cascade``): the LLM tier swaps in here.
         max_repairs: repair rounds after the first attempt (0: plain pass@1).
         max_new_tokens: per generation.
         style: ``"chat"`` asks an instruction model for the function; ``"completion"`` has a
@@ -204,7 +104,7 @@ class Coder(Agent):
     def __init__(
         self,
         name: str = "coder",
-        model: Any = None,
+        model: TextGenerator | Agent | str | None = None,
         *,
         max_repairs: int = 2,
         max_new_tokens: int = 256,
@@ -231,10 +131,10 @@ class Coder(Agent):
             raise ValueError(
                 f"unknown sandbox limits {sorted(unknown)}; allowed: {sorted(allowed)}"
             )
-        if not (model is None or isinstance(model, (str, Agent)) or hasattr(model, "generate")):
+        if not (model is None or isinstance(model, (str, Agent, TextGenerator))):
             raise TypeError(
-                f"model must be a CausalLM (with generate), a model name or an Agent, got "
-                f"{type(model).__name__}"
+                f"model must be a TextGenerator (generate and name, e.g. a CausalLM), a model "
+                f"name or an Agent, got {type(model).__name__}"
             )
         self.limits = {**_DEFAULT_LIMITS, **(limits or {})}
         for key in ("timeout_s", "memory_mb", "max_output_bytes", "max_processes", "max_file_mb"):
@@ -259,7 +159,7 @@ class Coder(Agent):
         self.workers, self.prices = workers, prices
 
     @property
-    def model(self) -> Any:
+    def model(self) -> TextGenerator | Agent:
         """The model or agent that writes code; a name or None is loaded on first use."""
         if self._model is None or isinstance(self._model, str):
             from slm_agents.models import CausalLM
@@ -299,10 +199,8 @@ class Coder(Agent):
 
     def _program(self, job: _Job, reply: str) -> str | None:
         """The program to test from a reply, or None when the reply holds no code."""
-        if self.style == "completion":  # the reply continues the prompt's code
-            return _drop_main_block(job.task.text + reply) if reply.strip() else None
-        code = code_from_reply(reply, job.entry_point)
-        return None if code is None else assemble(job.task.text, code, job.entry_point)
+        completion = self.style == "completion"  # the reply continues the prompt's code
+        return program_from_reply(job.task.text, reply, job.entry_point, completion=completion)
 
     def _job(self, task: Task) -> _Job | Result:
         """Validate one task's HumanEval fields; a bad one becomes its error Result."""
@@ -315,7 +213,7 @@ class Coder(Agent):
             return failed(
                 task, self.name, f"entry_point must be a Python identifier, got {entry_point!r}"
             )
-        if self.style == "completion" and not _is_function_prompt(task.text):
+        if self.style == "completion" and not is_function_prompt(task.text):
             return failed(
                 task,
                 self.name,
@@ -323,7 +221,7 @@ class Coder(Agent):
                 "continue); use style='chat' for a plain-text spec",
             )
         if entry_point is None and _CHECK.search(test):
-            entry_point = _entry_point_of(task.text)
+            entry_point = entry_point_of(task.text)
             if entry_point is None:
                 return failed(
                     task,
@@ -334,49 +232,23 @@ class Coder(Agent):
         return _Job(task, test, entry_point)
 
     def _prompt(self, job: _Job, round_: int) -> str:
-        """The first request, or a repair request: the failing code and how it failed."""
+        """The first request, or a repair request (``code_prompts``): the failing code and how
+        it failed (chat), or the last error above the prompt (completion)."""
+        prompt, entry_point = job.task.text, job.entry_point
+        first = round_ == 0 or not self.repair_feedback
         if self.style == "completion":
-            return self._completion_prompt(job, round_)
-        spec = job.task.text.strip()
-        if _is_function_prompt(job.task.text):
-            ask = f"Complete this Python function:\n```python\n{job.task.text.rstrip()}\n```"
-        else:
-            named = f"\nName it `{job.entry_point}`." if job.entry_point else ""
-            ask = f"Write a Python function for this spec:\n{spec}{named}"
-        if round_ == 0 or not self.repair_feedback:
-            return f"{ask}\n{_FORMAT}"
-        if job.code is None:  # the last reply had no code: ask again, saying so
-            return f"Your last reply had no Python code.\n\n{ask}\n{_FORMAT}"
-        tail = job.stderr.strip()[-_STDERR_TAIL:]
-        shown = f"\n\nError output:\n{tail}" if tail and tail != job.error else ""
-        keep = f" and keep the name `{job.entry_point}`" if job.entry_point else ""
-        context = "" if _is_function_prompt(job.task.text) else f"The spec:\n{spec}\n\n"
-        return (
-            f"{context}This Python code fails its tests.\n\n```python\n{job.code}```\n\n"
-            f"Error: {job.error}{shown}\n\nFix it{keep}. {_FORMAT}"
-        )
-
-    def _completion_prompt(self, job: _Job, round_: int) -> str:
-        """The prompt's code itself; for a repair, the last error as a comment above it.
-
-        The failing code is not shown: a base model continues text, and given its previous
-        body it copies it (seen with Gemma-3-270M: every repair resubmitted the same code).
-        The error names the failing test (``assert candidate(3.5) == 0.5``), which is the
-        information the next, sampled, try needs.
-        """
-        if round_ == 0 or job.error is None or not self.repair_feedback:
-            return job.task.text
-        name = job.entry_point or "this function"
-        error = " ".join(job.error.split())[:_STDERR_TAIL]
-        return f"# A previous version of {name} failed a test:\n#   {error}\n{job.task.text}"
+            if first or job.error is None:
+                return prompt
+            return completion_repair(prompt, entry_point, job.error)
+        if first:
+            return chat_request(prompt, entry_point)
+        return chat_repair(prompt, entry_point, job.code, job.error, job.stderr)
 
     def _prefill(self, job: _Job) -> str:
         """How the reply starts: the prompt's own code in a fence, when prefilling applies."""
         if not self.prefill or self.style == "completion" or isinstance(self.model, Agent):
             return ""
-        return (
-            f"```python\n{job.task.text.rstrip()}\n" if _is_function_prompt(job.task.text) else ""
-        )
+        return chat_prefill(job.task.text)
 
     def _generate(
         self, prompts: list[tuple[str, str]], round_: int
@@ -418,7 +290,7 @@ class Coder(Agent):
         start = now()
         gens = model.generate(chats, max_new_tokens=self.max_new_tokens, **decoding)
         end = now()
-        name = getattr(model, "name", None)
+        name = model.name
         out = []
         for gen, (_, pre) in zip(gens, prompts, strict=True):
             text = pre + gen.text  # the reply as a whole, its prefilled start included
@@ -507,4 +379,5 @@ class Coder(Agent):
         return Result(job.task.id, output, float(job.passed), job.path, latency, meta=meta)
 
 
+# assemble, code_from_reply and humaneval_task are re-exported: callers import them from here.
 __all__ = ["COMPLETION_STOPS", "Coder", "assemble", "code_from_reply", "humaneval_task"]
