@@ -21,16 +21,19 @@ Agent kinds: ``llm`` and ``classifier`` (plain agents), the specialists ``suppor
 ``adapter_dir`` and ``hooks``), ``coder`` (``max_repairs``, ``limits``, ``style``: ``chat`` or
 ``completion`` for a base model), and ``planner``
 (``specialists``: the names it may call). ``hosting: {ray: true, num_cpus, replicas, ...}``
-hosts every agent but the planner as a Ray actor.
+hosts every agent but the planner as a Ray actor (the fields of ``HostingConfig``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from slm_agents.runtime.config import HostingConfig
 
 
 class TeamSpecError(ValueError):
@@ -107,16 +110,19 @@ class AgentEntry(_Strict):
         }
 
 
-class Hosting(_Strict):
-    """Where agents run: in this process (default) or as Ray actors."""
+@dataclass(frozen=True)
+class Hosting(HostingConfig):
+    """Where agents run: in this process (default), or with ``ray: true`` as Ray actors hosted
+    as the other fields say (every field of :class:`HostingConfig`, validated by it)."""
 
     ray: bool = False
-    address: str | None = None
-    replicas: int = Field(1, ge=1)
-    num_cpus: float = Field(1, gt=0)
-    num_gpus: float = Field(0, ge=0)
-    max_batch_size: int = Field(16, ge=1)
-    max_wait_ms: float = Field(5.0, ge=0)
+
+    def config(self, address: str | None = None) -> HostingConfig:
+        """The Ray hosting; ``address`` (when given) overrides the spec's."""
+        values = {f.name: getattr(self, f.name) for f in dataclass_fields(HostingConfig)}
+        if address:
+            values["address"] = address
+        return HostingConfig(**values)
 
 
 class CascadeFlow(_Strict):
@@ -215,10 +221,7 @@ class TeamSpec(_Strict):
             return spec.build()
         from slm_agents.runtime import RayAgent
 
-        h = self.hosting
-        return RayAgent(spec, replicas=h.replicas, num_cpus=h.num_cpus, num_gpus=h.num_gpus,
-                        max_batch_size=h.max_batch_size, max_wait_ms=h.max_wait_ms,
-                        address=address or h.address)  # fmt: skip
+        return RayAgent(spec, hosting=self.hosting.config(address))
 
     def _planner(self, name: str, entry: AgentEntry, base: Path, agents: dict) -> Any:
         from slm_agents.runtime.spec import AgentSpec

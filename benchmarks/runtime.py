@@ -17,7 +17,7 @@ What it measures:
 
    a. ``direct``: ``CausalLM.generate([prompt])`` / ``EncoderClassifier.predict([text])``;
    b. ``agent``: an in-process ``LLMAgent`` / ``ClassifierAgent`` on the same model object;
-   c. ``ray``: ``RayAgent(AgentSpec(...), num_cpus=2, max_batch_size=1)``, i.e. one actor with
+   c. ``ray``: ``RayAgent(spec, HostingConfig(num_cpus=2, max_batch_size=1))``, i.e. one actor with
       both cores (torch threads = 2, as in this process) and no batching wait (a synchronous
       ``DirectAgentActor``, since there is nothing to batch);
    c'. ``ray, batcher default``: the same with RayAgent's default batcher (``max_batch_size=16,
@@ -195,11 +195,12 @@ def start_ray() -> None:
 
 
 def start_agents(*specs: tuple[Any, dict[str, Any]]) -> list[Any]:
-    """``RayAgent(spec, **options)`` for each pair, started side by side (each loads a model)."""
-    from slm_agents.runtime import RayAgent
+    """``RayAgent(spec, HostingConfig(**options))`` for each pair, started side by side (each
+    loads a model)."""
+    from slm_agents.runtime import HostingConfig, RayAgent
 
     with ThreadPoolExecutor(len(specs)) as pool:  # its end waits for every start
-        futures = [pool.submit(RayAgent, spec, **options) for spec, options in specs]
+        futures = [pool.submit(RayAgent, spec, HostingConfig(**options)) for spec, options in specs]
     errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:  # leave none running
         for future in futures:
@@ -474,13 +475,13 @@ def closed_loop(agent: Any, clients: int, seconds: float, prompts: list[str]) ->
 
 
 def bench_batching(seconds: float, new_tokens: int) -> dict[str, Any]:
-    from slm_agents.runtime import AgentSpec, RayAgent
+    from slm_agents.runtime import AgentSpec, HostingConfig, RayAgent
 
     spec = AgentSpec("slm", "llm", CAUSAL, max_new_tokens=new_tokens, device="cpu")
     results: dict[str, Any] = {}
     for mode, options in (("on", BATCH_ON), ("off", BATCH_OFF)):
         console.print(f"  batching {mode} {options}: starting the actor")
-        agent = RayAgent(spec, num_cpus=ACTOR_CPUS, **options)
+        agent = RayAgent(spec, HostingConfig(num_cpus=ACTOR_CPUS, **options))
         try:
             # Warm-up: the largest batch this mode forms, so its shapes are not first seen timed.
             closed_loop(agent, max(CONCURRENCY) if mode == "on" else 1, 0.0, PROMPTS)

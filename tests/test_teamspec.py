@@ -86,3 +86,22 @@ def test_coder_style_is_a_coder_option_with_named_choices(tmp_path):
         load_team_spec(
             write(tmp_path, GOOD.replace("labels: [cards", "style: chat, labels: [cards"))
         )
+
+
+def test_hosting_is_a_hosting_config_plus_ray_and_bad_values_are_named(tmp_path):
+    from slm_agents.runtime import HostingConfig
+
+    hosting = "hosting: {ray: true, num_cpus: 0.5, replicas: 2, max_pending: 8, when_full: error}"
+    spec = load_team_spec(write(tmp_path, GOOD + hosting + "\n"))
+    assert spec.hosting.ray
+    expected = HostingConfig(num_cpus=0.5, replicas=2, max_pending=8, when_full="error")
+    assert spec.hosting.config() == expected
+    assert spec.hosting.config("10.0.0.1:6379").address == "10.0.0.1:6379"  # --address wins
+    for bad, message in [
+        ("hosting: {replicas: 0}", "hosting: Value error, replicas must be an integer >= 1, got 0"),
+        ("hosting: {when_full: drop}", "hosting.when_full: Input should be 'wait' or 'error'"),
+        ("hosting: {gpus: 1}", "hosting.gpus: Unexpected keyword argument"),
+    ]:
+        with pytest.raises(TeamSpecError) as error:
+            load_team_spec(write(tmp_path, GOOD + bad + "\n"))
+        assert message in str(error.value)

@@ -1,13 +1,14 @@
 """Hosting agents: in this process, or as Ray actors with the same API.
 
-``RayAgent(spec, replicas=..., num_cpus=..., max_batch_size=..., max_wait_ms=...)`` hosts an
-``AgentSpec`` on Ray; ``spec.build()`` builds the same agent locally. Importing this package
+``RayAgent(spec, hosting=HostingConfig(replicas=..., num_cpus=..., max_batch_size=...))`` hosts
+an ``AgentSpec`` on Ray; ``spec.build()`` builds the same agent locally. Importing this package
 does not import Ray.
 """
 
+from slm_agents.runtime.config import HostingConfig
 from slm_agents.runtime.spec import AgentSpec
 
-__all__ = ["AgentSpec", "RayAgent", "ensure_ray"]
+__all__ = ["AgentSpec", "HostingConfig", "RayAgent", "ensure_ray"]
 
 
 def __getattr__(name: str):

@@ -1,9 +1,12 @@
 """RayAgent: an agent hosted by Ray actors, behind the same API as a local Agent.
 
+How it is hosted is one :class:`~slm_agents.runtime.config.HostingConfig` (``hosting=``):
+
 * Replicas: ``replicas`` actors, each with ``num_cpus`` / ``num_gpus`` (fractions allowed) and
-  ``max_concurrency``; tasks go round-robin, each actor batches what reaches it.
-* Fault tolerance: Ray restarts a dead actor (``max_restarts``) and re-runs its in-flight calls
-  (``max_task_retries``). Each task is one call with one Result, matched by task id, so a retry
+  ``max_concurrency``; tasks go round-robin, each actor batches what reaches it
+  (``max_batch_size``, ``max_wait_ms``).
+* Fault tolerance: Ray restarts a dead actor and re-runs its in-flight calls, each up to
+  ``max_retries`` times. Each task is one call with one Result, matched by task id, so a retry
   never duplicates a Result; when retries run out the task comes back as an error Result.
 * Backpressure: at most ``max_pending`` tasks in flight per RayAgent. When full, ``when_full=
   "wait"`` blocks until one finishes; ``"error"`` returns a busy error Result at once. Memory
@@ -21,7 +24,10 @@ from typing import Any
 
 from slm_agents.agent import Agent, failed, merge, split_valid
 from slm_agents.result import Result, Task
+from slm_agents.runtime.config import HostingConfig
 from slm_agents.runtime.spec import AgentSpec
+
+DEFAULT_HOSTING = HostingConfig()
 
 
 def ensure_ray(address: str | None = None) -> None:
@@ -52,79 +58,40 @@ def ensure_ray(address: str | None = None) -> None:
 
 
 class RayAgent(Agent):
-    def __init__(
-        self,
-        spec: AgentSpec,
-        *,
-        replicas: int = 1,
-        num_cpus: float = 1,
-        num_gpus: float = 0,
-        max_concurrency: int = 64,
-        max_batch_size: int = 16,
-        max_wait_ms: float = 5.0,
-        max_retries: int = 2,
-        max_pending: int = 256,
-        when_full: str = "wait",
-        address: str | None = None,
-        startup_timeout_s: float = 300,
-    ):
-        _check_backpressure(max_pending, when_full)
-        actors = _start_actors(
-            [spec], replicas, num_cpus, num_gpus, max_concurrency, max_batch_size, max_wait_ms,
-            max_retries, address, startup_timeout_s,
-        )  # fmt: skip
-        self._attach(spec, actors, None, max_pending, when_full)
+    """An agent in Ray actors; ``hosting`` says how many, their resources, batching, retries."""
+
+    def __init__(self, spec: AgentSpec, hosting: HostingConfig = DEFAULT_HOSTING):
+        actors = _start_actors([spec], hosting)
+        self._attach(spec, actors, None, hosting)
 
     @classmethod
     def share(
-        cls,
-        specs: Sequence[AgentSpec],
-        *,
-        replicas: int = 1,
-        num_cpus: float = 1,
-        num_gpus: float = 0,
-        max_concurrency: int = 64,
-        max_batch_size: int = 16,
-        max_wait_ms: float = 5.0,
-        max_retries: int = 2,
-        max_pending: int = 256,
-        when_full: str = "wait",
-        address: str | None = None,
-        startup_timeout_s: float = 300,
+        cls, specs: Sequence[AgentSpec], hosting: HostingConfig = DEFAULT_HOSTING
     ) -> dict[str, RayAgent]:
         """Host several agents in the same actors, one RayAgent per spec, keyed by name.
 
         Specs on one base model (e.g. different LoRA ``adapter``s of one ``CausalLM``) then hold
         one copy of the weights per replica instead of one per agent. Each agent keeps its own
         batches; their model calls take turns. ``shutdown()`` on any of them stops the shared
-        actors for all.
+        actors for all. ``max_pending`` bounds each agent's tasks in flight.
         """
         names = [spec.name for spec in specs]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"share needs specs with distinct names, got {names}")
-        _check_backpressure(max_pending, when_full)
-        actors = _start_actors(
-            list(specs), replicas, num_cpus, num_gpus, max_concurrency, max_batch_size,
-            max_wait_ms, max_retries, address, startup_timeout_s,
-        )  # fmt: skip
+        actors = _start_actors(list(specs), hosting)
         agents = {}
         for spec in specs:
             agent = cls.__new__(cls)
-            agent._attach(spec, actors, spec.name, max_pending, when_full)
+            agent._attach(spec, actors, spec.name, hosting)
             agents[spec.name] = agent
         return agents
 
     def _attach(
-        self,
-        spec: AgentSpec,
-        actors: list[Any],
-        agent: str | None,
-        max_pending: int,
-        when_full: str,
+        self, spec: AgentSpec, actors: list[Any], agent: str | None, hosting: HostingConfig
     ) -> None:
         self.spec, self.name, self.actors, self._agent = spec, spec.name, actors, agent
-        self.max_pending, self.when_full = max_pending, when_full
-        self._slots = threading.BoundedSemaphore(max_pending)
+        self.hosting = hosting
+        self._slots = threading.BoundedSemaphore(hosting.max_pending)
         self._next = itertools.cycle(range(len(actors)))
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
@@ -133,7 +100,7 @@ class RayAgent(Agent):
         results: dict[str, Result] = {}
         for task in valid:
             if not self._acquire(pending, results):
-                message = f"busy: {self.max_pending} tasks already in flight (max_pending)"
+                message = f"busy: {self.hosting.max_pending} tasks already in flight (max_pending)"
                 results[task.id] = failed(task, self.name, message)
                 continue
             pending[self.actors[next(self._next)].run.remote(task, self._agent)] = task
@@ -146,7 +113,7 @@ class RayAgent(Agent):
         import ray
 
         while not self._slots.acquire(blocking=False):
-            if self.when_full == "error":
+            if self.hosting.when_full == "error":
                 return False
             if pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
@@ -186,55 +153,36 @@ class RayAgent(Agent):
         self.actors = []
 
 
-def _check_backpressure(max_pending: int, when_full: str) -> None:
-    if when_full not in ("wait", "error"):
-        raise ValueError(f"when_full must be 'wait' or 'error', got {when_full!r}")
-    if max_pending < 1:
-        raise ValueError(f"max_pending must be >= 1, got {max_pending!r}")
-
-
-def _start_actors(
-    specs: list[AgentSpec],
-    replicas: int,
-    num_cpus: float,
-    num_gpus: float,
-    max_concurrency: int,
-    max_batch_size: int,
-    max_wait_ms: float,
-    max_retries: int,
-    address: str | None,
-    startup_timeout_s: float,
-) -> list[Any]:
-    """Start ``replicas`` actors hosting ``specs`` and wait until every one has its models."""
+def _start_actors(specs: list[AgentSpec], hosting: HostingConfig) -> list[Any]:
+    """Start ``hosting.replicas`` actors hosting ``specs``; wait until each has its models."""
+    if not isinstance(hosting, HostingConfig):
+        raise TypeError(f"hosting must be a HostingConfig, got {type(hosting).__name__}")
     import ray
     from slm_agents.runtime.actor import AgentActor, DirectAgentActor
 
-    if replicas < 1:
-        raise ValueError(f"replicas must be >= 1, got {replicas!r}")
-    if max_batch_size < 1:
-        raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size!r}")
-    ensure_ray(address)
-    threads = max(1, int(num_cpus))
+    h = hosting
+    ensure_ray(h.address)
+    threads = max(1, int(h.num_cpus))
     hosted = specs[0] if len(specs) == 1 else specs
-    direct = max_batch_size == 1  # nothing to batch: a synchronous actor, one call at a time
+    direct = h.max_batch_size == 1  # nothing to batch: a synchronous actor, one call at a time
     remote = ray.remote(DirectAgentActor if direct else AgentActor).options(
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        max_concurrency=1 if direct else max_concurrency,
-        max_restarts=max_retries,
-        max_task_retries=max_retries,
+        num_cpus=h.num_cpus,
+        num_gpus=h.num_gpus,
+        max_concurrency=1 if direct else h.max_concurrency,
+        max_restarts=h.max_retries,
+        max_task_retries=h.max_retries,
     )
-    args = (hosted, threads) if direct else (hosted, max_batch_size, max_wait_ms, threads)
-    actors = [remote.remote(*args) for _ in range(replicas)]
+    args = (hosted, threads) if direct else (hosted, h.max_batch_size, h.max_wait_ms, threads)
+    actors = [remote.remote(*args) for _ in range(h.replicas)]
     try:  # wait until every replica has loaded its model
-        ray.get([a.info.remote() for a in actors], timeout=startup_timeout_s)
-    except ray.exceptions.GetTimeoutError:
+        ray.get([a.info.remote() for a in actors], timeout=h.startup_timeout_s)
+    except ray.exceptions.GetTimeoutError as exc:
         for actor in actors:
             ray.kill(actor, no_restart=True)
         names = [spec.name for spec in specs]
         raise RuntimeError(
-            f"agent(s) {names}: {replicas} replica(s) with num_cpus={num_cpus}, "
-            f"num_gpus={num_gpus} not ready after {startup_timeout_s} s; free resources "
+            f"agent(s) {names}: {h.replicas} replica(s) with num_cpus={h.num_cpus}, "
+            f"num_gpus={h.num_gpus} not ready after {h.startup_timeout_s} s; free resources "
             f"now: {ray.available_resources()} (shut down other agents or ask for less)"
-        ) from None
+        ) from exc
     return actors

@@ -14,7 +14,7 @@ import time
 import ray
 from ray.cluster_utils import Cluster
 from slm_agents.result import Task
-from slm_agents.runtime import AgentSpec, RayAgent
+from slm_agents.runtime import AgentSpec, HostingConfig, RayAgent
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
 doomed = cluster.add_node(num_cpus=2)
@@ -22,7 +22,7 @@ ray.init(address=cluster.address, log_to_driver=False)
 cluster.wait_for_nodes()
 
 spec = AgentSpec("writer", "llm", "smollm2-135m-instruct", max_new_tokens=32, device="cpu")
-agent = RayAgent(spec, num_cpus=2, max_batch_size=4, max_retries=3)
+agent = RayAgent(spec, hosting=HostingConfig(num_cpus=2, max_batch_size=4, max_retries=3))
 first_node = ray.get(agent.actors[0].info.remote())
 node_before = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU") == 2]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from slm_agents import tracking
 from slm_agents.patterns import Cascade
 from slm_agents.result import Task
-from slm_agents.runtime import AgentSpec, RayAgent
+from slm_agents.runtime import AgentSpec, HostingConfig, RayAgent
 
 ROUTER = AgentSpec(
     "router",
@@ -22,7 +23,7 @@ WRITER = AgentSpec("writer", "llm", "smollm2-135m-instruct", max_new_tokens=32, 
 
 @pytest.fixture(scope="module")
 def hosted_router(ray_cluster):
-    agent = RayAgent(ROUTER, num_cpus=0.5, max_batch_size=8, max_wait_ms=20)
+    agent = RayAgent(ROUTER, hosting=HostingConfig(num_cpus=0.5, max_batch_size=8, max_wait_ms=20))
     yield agent
     agent.shutdown()
 
@@ -56,7 +57,7 @@ def test_concurrent_callers_share_batches(hosted_router):
 
 
 def test_an_unbatched_agent_is_served_by_a_direct_synchronous_actor(ray_cluster, hosted_router):
-    direct = RayAgent(ROUTER, num_cpus=0.25, max_batch_size=1)
+    direct = RayAgent(ROUTER, hosting=HostingConfig(num_cpus=0.25, max_batch_size=1))
     try:
         results = direct.run_batch(["my card is lost", "I lost my card", "card stolen"])
         assert [r.output for r in results] == ["cards"] * 3
@@ -65,13 +66,12 @@ def test_an_unbatched_agent_is_served_by_a_direct_synchronous_actor(ray_cluster,
         assert hosted_router.info()[0]["kind"] == "AgentActor"  # batching on: the async actor
     finally:
         direct.shutdown()
-    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
-        RayAgent(ROUTER, max_batch_size=0)
 
 
 def test_backpressure_refuses_or_waits(ray_cluster):
-    refuse = RayAgent(ROUTER, num_cpus=0.25, max_pending=2, when_full="error", max_batch_size=1)
-    wait = RayAgent(ROUTER, num_cpus=0.25, max_pending=2, when_full="wait", max_batch_size=4)
+    small = HostingConfig(num_cpus=0.25, max_pending=2)
+    refuse = RayAgent(ROUTER, hosting=replace(small, when_full="error", max_batch_size=1))
+    wait = RayAgent(ROUTER, hosting=replace(small, when_full="wait", max_batch_size=4))
     try:
         refused = refuse.run_batch(["my card"] * 5)
         assert [r.ok for r in refused] == [True, True, False, False, False]
@@ -86,7 +86,7 @@ def test_backpressure_refuses_or_waits(ray_cluster):
 
 def test_unplaceable_replicas_fail_fast_with_the_free_resources(ray_cluster):
     with pytest.raises(RuntimeError, match="not ready after 3 s; free resources now"):
-        RayAgent(ROUTER, num_cpus=64, startup_timeout_s=3)
+        RayAgent(ROUTER, hosting=HostingConfig(num_cpus=64, startup_timeout_s=3))
 
 
 def _kill_after(agent: RayAgent, seconds: float) -> threading.Thread:
@@ -103,7 +103,7 @@ def _kill_after(agent: RayAgent, seconds: float) -> threading.Thread:
 
 @pytest.mark.slow
 def test_an_actor_killed_mid_batch_is_restarted_and_its_requests_retried(ray_cluster):
-    agent = RayAgent(WRITER, num_cpus=1, max_batch_size=4, max_retries=2)
+    agent = RayAgent(WRITER, hosting=HostingConfig(num_cpus=1, max_batch_size=4, max_retries=2))
     try:
         pid_before = agent.info()[0]["pid"]
         tasks = [Task(f"Write a sentence about the number {i}.", id=f"t{i}") for i in range(4)]
@@ -119,7 +119,7 @@ def test_an_actor_killed_mid_batch_is_restarted_and_its_requests_retried(ray_clu
 
 @pytest.mark.slow
 def test_without_retries_in_flight_requests_come_back_as_failed_results(ray_cluster):
-    agent = RayAgent(WRITER, num_cpus=1, max_batch_size=4, max_retries=0)
+    agent = RayAgent(WRITER, hosting=HostingConfig(num_cpus=1, max_batch_size=4, max_retries=0))
     try:
         killer = _kill_after(agent, 1.0)
         results = agent.run_batch([f"Write a sentence about the number {i}." for i in range(4)])
@@ -136,7 +136,7 @@ def test_one_trace_per_request_across_actor_boundaries(ray_cluster, hosted_route
     small = hosted_router
     large = RayAgent(
         AgentSpec("big", "classifier", "all-minilm-l6-v2", labels=["cards", "transfers"]),
-        num_cpus=0.5,
+        hosting=HostingConfig(num_cpus=0.5),
     )
     try:
         tasks = [Task("my card is lost"), Task("hmm")]

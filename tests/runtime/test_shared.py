@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from adapter_factory import make_adapter
 from slm_agents.models import CausalLM
-from slm_agents.runtime import AgentSpec, RayAgent
+from slm_agents.runtime import AgentSpec, HostingConfig, RayAgent
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def adapter_specs(tmp_path_factory):
 
 
 def test_adapters_share_one_model_in_one_actor(ray_cluster, adapter_specs):
-    shared = RayAgent.share(adapter_specs, num_cpus=1, max_wait_ms=20)
+    shared = RayAgent.share(adapter_specs, hosting=HostingConfig(num_cpus=1, max_wait_ms=20))
     try:
         tasks = ["Name a colour.", "Name a fruit."]
         terse, chatty = shared["terse"].submit(tasks), shared["chatty"].submit(tasks)
