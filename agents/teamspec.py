@@ -22,6 +22,8 @@ Agent kinds: ``llm`` and ``classifier`` (plain agents), the specialists ``suppor
 ``completion`` for a base model), and ``planner``
 (``specialists``: the names it may call). ``hosting: {ray: true, num_cpus, replicas, ...}``
 hosts every agent but the planner as a Ray actor (the fields of ``HostingConfig``).
+``prices: {MODEL: {input_per_million, output_per_million}}`` prices every agent's calls
+(in process and on Ray), over the defaults of ``slm_agents.pricing``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from slm_agents.pricing import Price
 from slm_agents.runtime.config import HostingConfig
 
 
@@ -180,7 +183,8 @@ class TeamSpec(_Strict):
     agents: dict[str, AgentEntry] = Field(min_length=1)
     flow: Flow
     input: InputSpec = Field(default_factory=InputSpec)
-    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # model -> {input_per_million, output_per_million} (USD), over slm_agents.pricing's defaults
+    prices: dict[str, Price] = Field(default_factory=dict)
     hosting: Hosting = Field(default_factory=Hosting)
     source: Path | None = Field(None, exclude=True)
 
@@ -190,10 +194,8 @@ class TeamSpec(_Strict):
         ``address`` (a Ray address) hosts the agents on Ray, as ``hosting.ray: true`` does.
         """
         from slm_agents.patterns import Cascade, Pipeline, Route
-        from slm_agents.pricing import PriceTable
         from slm_agents.team import Team
 
-        PriceTable(self.prices)  # validated here, before any model loads
         base = self.source.parent if self.source else Path.cwd()
         agents = {name: self._build_agent(name, e, base, address)
                   for name, e in self.agents.items() if e.kind != "planner"}  # fmt: skip
@@ -224,6 +226,7 @@ class TeamSpec(_Strict):
         return RayAgent(spec, hosting=self.hosting.config(address))
 
     def _planner(self, name: str, entry: AgentEntry, base: Path, agents: dict) -> Any:
+        from slm_agents.pricing import PriceTable
         from slm_agents.runtime.spec import AgentSpec
         from slm_agents.specialists import Planner
 
@@ -231,11 +234,11 @@ class TeamSpec(_Strict):
         options = entry.options()
         specialists = {n: agents[n] for n in options.pop("specialists")}
         return Planner(model, specialists, name=name, max_new_tokens=entry.max_new_tokens,
-                       **options)  # fmt: skip
+                       prices=PriceTable(self.prices), **options)  # fmt: skip
 
-    @staticmethod
-    def _spec_args(name: str, entry: AgentEntry, base: Path) -> dict[str, Any]:
+    def _spec_args(self, name: str, entry: AgentEntry, base: Path) -> dict[str, Any]:
         args = entry.model_dump(include=AGENT_SPEC_FIELDS)
+        args["prices"] = dict(self.prices)
         if entry.labels_file:
             args["labels"] = _read_labels(base / entry.labels_file)
         args["adapters"] = {k: str(base / v) for k, v in entry.adapters.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,47 @@ def test_hosting_is_a_hosting_config_plus_ray_and_bad_values_are_named(tmp_path)
         with pytest.raises(TeamSpecError) as error:
             load_team_spec(write(tmp_path, GOOD + bad + "\n"))
         assert message in str(error.value)
+
+
+def test_bad_prices_are_named_before_anything_loads(tmp_path):
+    for bad, message in [
+        ("prices: {all-minilm-l6-v2: {input: 1}}",
+         "prices.all-minilm-l6-v2.input_per_million: Field required"),
+        ("prices: {all-minilm-l6-v2: {input_per_million: -1, output_per_million: 0}}",
+         "prices.all-minilm-l6-v2: Value error, prices must be >= 0"),
+    ]:  # fmt: skip
+        with pytest.raises(TeamSpecError) as error:
+            load_team_spec(write(tmp_path, GOOD + bad + "\n"))
+        assert message in str(error.value)
+
+
+PRICED = """
+name: priced
+agents:
+  router: {kind: classifier, model: all-minilm-l6-v2, labels_file: departments.yaml}
+  writer: {kind: llm, tier: llm, model: smollm2-135m-instruct, max_new_tokens: 4,
+           prompt: "Name the department in one word: {text}"}
+flow:
+  cascade: {small: router, large: writer, threshold: 0.99}
+input: {text_column: text, id_column: id}
+prices:
+  all-minilm-l6-v2: {input_per_million: 1000, output_per_million: 1000}
+  smollm2-135m-instruct: {input_per_million: 1000, output_per_million: 1000}
+"""
+
+
+def test_the_team_specs_prices_price_every_agent_of_the_job(tmp_path):
+    """Every token of the job costs the spec's 1000 USD per million, not the default table's."""
+    from slm_agents.job import run_job
+
+    tickets = EXAMPLES / "data" / "support_tickets.csv"
+    out = tmp_path / "results.jsonl"
+    summary = run_job(write(tmp_path, PRICED), tickets, out, limit=3, track=False, progress=False)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["error"] is None for r in rows)
+    assert any(set(r["agents"]) == {"router", "writer"} for r in rows)  # both models priced
+    for row in rows:
+        assert row["tokens"] > 0
+        assert row["cost_usd"] == pytest.approx(row["tokens"] * 1000 / 1e6)
+        assert sum(row["cost_by_agent"].values()) == pytest.approx(row["cost_usd"])
+    assert summary.cost_usd == pytest.approx(summary.tokens * 1000 / 1e6)

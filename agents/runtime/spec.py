@@ -2,7 +2,9 @@
 own copy instead of receiving pickled model weights.
 
 Models are cached per process by what defines them, so several agents on one base model (say,
-with different LoRA adapters) share one copy of the weights.
+with different LoRA adapters) share one copy of the weights. ``prices`` (model -> price per
+million tokens, over the defaults of ``slm_agents.pricing``) travel with the spec, so an agent
+prices its calls alike wherever it is built.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from slm_agents.agent import Agent, ClassifierAgent, LLMAgent
+from slm_agents.pricing import Price, PriceTable
 
 KINDS = ("llm", "classifier", "support-router", "extractor", "coder")
 _MODELS: dict[str, Any] = {}
@@ -34,6 +37,7 @@ class AgentSpec:
     quantize: str | None = None
     device: str = "auto"
     batch_size: int = 16
+    prices: dict[str, Price | dict[str, float]] = field(default_factory=dict)  # over the defaults
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -45,10 +49,16 @@ class AgentSpec:
                 f"agent {self.name!r} uses adapter {self.adapter!r} but adapters lists "
                 f"{sorted(self.adapters)}"
             )
+        self.price_table()  # a bad price fails here, not in an actor
+
+    def price_table(self) -> PriceTable:
+        return PriceTable(self.prices)
 
     def build(self) -> Agent:
         if self.kind == "classifier":
-            return ClassifierAgent(self.name, self._classifier(), confidence=self.confidence)
+            return ClassifierAgent(
+                self.name, self._classifier(), confidence=self.confidence, prices=self.price_table()
+            )
         if self.kind in SPECIALISTS:
             return SPECIALISTS[self.kind](self)
         lm = self._causal()
@@ -63,6 +73,7 @@ class AgentSpec:
             json_schema=self.json_schema,
             max_new_tokens=self.max_new_tokens,
             adapter=self.adapter,
+            prices=self.price_table(),
         )
 
     def _causal(self) -> Any:
@@ -93,7 +104,12 @@ def _support_router(spec: AgentSpec) -> Agent:
     options = dict(spec.options)
     departments = options.pop("departments")
     return SupportRouter(
-        spec._classifier(), departments, name=spec.name, confidence=spec.confidence, **options
+        spec._classifier(),
+        departments,
+        name=spec.name,
+        confidence=spec.confidence,
+        prices=spec.price_table(),
+        **options,
     )
 
 
@@ -106,6 +122,7 @@ def _extractor(spec: AgentSpec) -> Agent:
         spec._causal(),
         name=spec.name,
         max_new_tokens=spec.max_new_tokens,
+        prices=spec.price_table(),
         **options,
     )
 
@@ -113,7 +130,13 @@ def _extractor(spec: AgentSpec) -> Agent:
 def _coder(spec: AgentSpec) -> Agent:
     from slm_agents.specialists import Coder
 
-    return Coder(spec.name, spec._causal(), max_new_tokens=spec.max_new_tokens, **spec.options)
+    return Coder(
+        spec.name,
+        spec._causal(),
+        max_new_tokens=spec.max_new_tokens,
+        prices=spec.price_table(),
+        **spec.options,
+    )
 
 
 SPECIALISTS = {"support-router": _support_router, "extractor": _extractor, "coder": _coder}

@@ -154,3 +154,31 @@ def test_one_trace_per_request_across_actor_boundaries(ray_cluster, hosted_route
             }
     finally:
         large.shutdown()
+
+
+RAY_PRICED = """
+name: priced-on-ray
+agents:
+  router: {kind: classifier, model: all-minilm-l6-v2, labels: [cards, transfers, account]}
+flow: {agent: router}
+input: {text_column: text, id_column: id}
+hosting: {ray: true, num_cpus: 0.25, max_batch_size: 1}
+prices:
+  all-minilm-l6-v2: {input_per_million: 1000, output_per_million: 0}
+"""
+
+
+def test_team_spec_prices_reach_the_ray_hosted_agents_of_a_job(ray_cluster, tmp_path):
+    import json
+    from pathlib import Path
+
+    from slm_agents.job import run_job
+
+    tickets = Path(__file__).resolve().parents[2] / "examples" / "data" / "support_tickets.csv"
+    (tmp_path / "team.yaml").write_text(RAY_PRICED)
+    out = tmp_path / "results.jsonl"
+    run_job(tmp_path / "team.yaml", tickets, out, limit=3, track=False, progress=False)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["error"] is None and r["tokens"] > 0 for r in rows)
+    for row in rows:  # priced in the actor, by the spec's table, not the default
+        assert row["cost_usd"] == pytest.approx(row["tokens"] * 1000 / 1e6)
