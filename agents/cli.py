@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from slm_agents.cli_run import run_command
 from slm_agents.console import console
 from slm_agents.console import fail as _fail
 from slm_agents.console import quiet_transformers as _quiet_transformers
@@ -23,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.command("run")(run_command)  # the main job (slm_agents.cli_run)
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(compress_app, name="compress")
 app.add_typer(evaluate_app, name="evaluate")
@@ -255,10 +257,6 @@ def demo(
             f"MLflow run [bold]{result.run_id}[/] in {tracker.tracking_uri}; browse it with "
             f"`mlflow ui --backend-store-uri {tracker.tracking_uri}`"
         )
-
-
-# The main job lives in its own module; importing it registers `slm-agents run` on this app.
-import slm_agents.cli_run  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - entry point

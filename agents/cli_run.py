@@ -1,7 +1,8 @@
 """``slm-agents run TEAM.yaml --input FILE --output results.jsonl``: the main job.
 
-Registered on the app of :mod:`slm_agents.cli` (imported at its bottom). Prints live progress and a
-summary table; bad specs and unreadable input files are one red line naming the problem.
+A plain typer command function; :mod:`slm_agents.cli` registers it as ``run`` (this module
+knows no app, so nothing imports back). Prints live progress and a summary table; bad specs
+and unreadable input files are one red line naming the problem.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
-from slm_agents.cli import app
 from slm_agents.console import console, fail, quiet_transformers
 
 
-@app.command("run")
 def run_command(
     team: Path = typer.Argument(..., help="Team spec YAML (see examples/*.yaml)."),
     input_file: Path = typer.Option(..., "--input", help="Requests: CSV or JSONL."),

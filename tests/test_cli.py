@@ -98,3 +98,16 @@ def test_demo_runs_and_logs_to_mlflow(mlflow_store):
     assert 0.0 <= run.data.metrics["routing_accuracy"] <= 1.0
     assert len(mlflow.search_traces(run_id=run.info.run_id, return_type="list")) == 3
     tracking.configure()
+
+
+def test_every_command_is_registered_and_cli_run_knows_no_app():
+    """``run`` lives in cli_run as a plain function that cli registers; nothing imports back."""
+    import slm_agents.cli_run
+
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    groups = {g.name for g in app.registered_groups}
+    assert names == {"run", "models", "generate", "classify", "demo"}
+    assert groups == {"finetune", "compress", "evaluate"}
+    assert not hasattr(slm_agents.cli_run, "app")
+    usage = runner.invoke(app, ["run", "--help"])
+    assert usage.exit_code == 0 and "--input" in usage.output and "--address" in usage.output
