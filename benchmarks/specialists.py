@@ -266,7 +266,7 @@ def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str,
         split_receipts,
         train_extractor,
     )
-    from slm_agents.finetune.sft import read_adapter_info
+    from slm_agents.models.adapters import read_adapter_info
     from slm_agents.patterns import Cascade
     from slm_agents.specialists import Extractor
 

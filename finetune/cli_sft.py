@@ -89,7 +89,8 @@ def finetune_sft(
 ):
     """LoRA SFT of a causal SLM on prompt/response pairs; resumes from OUTPUT/checkpoint."""
     options = dict(locals())
-    from slm_agents.finetune.sft import load_chat, train_sft
+    from slm_agents.finetune.sft import train_sft
+    from slm_agents.finetune.sft_data import load_chat
 
     settings, config = _settings(({}, {}), options)
 
@@ -201,8 +202,8 @@ def evaluate_extractor_command(
     """Per-field and mean exact-match (whitespace and case normalised) of a receipt extractor."""
     from slm_agents.finetune.data import DataError
     from slm_agents.finetune.extraction_eval import evaluate_extractor
-    from slm_agents.finetune.sft import read_adapter_info
     from slm_agents.models import ModelNotFoundError
+    from slm_agents.models.adapters import read_adapter_info
 
     quiet_transformers()
     try:

@@ -22,13 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from slm_agents.finetune.data import DataError
-from slm_agents.finetune.recipes import (
-    FIELDS,
-    RECEIPT_SCHEMA,
-    Receipt,
-    load_receipts,
-    receipt_prompt,
-)
+from slm_agents.finetune.recipes import load_receipts
+from slm_agents.specialists.receipts import FIELDS, RECEIPT_SCHEMA, Receipt, receipt_prompt
 
 
 def normalise(value: Any, keep_spaces: bool = False) -> str:
@@ -97,7 +92,7 @@ def evaluate_extractor(
     parses the text as JSON (a row that does not parse is an error). Returns ``per_field``,
     ``mean``, ``n``, ``errors``, ``seconds`` and one entry per receipt in ``rows``.
     """
-    from slm_agents.finetune.sft import load_tuned
+    from slm_agents.models.adapters import load_tuned
     from slm_agents.models.hf import GenerationOptions
 
     source = str(receipts) if isinstance(receipts, str | Path) else "receipts"

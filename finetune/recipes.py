@@ -4,7 +4,8 @@
 with newlines; the answer is the four fields as one-line JSON in a fixed key order
 (``{"company": ..., "date": ..., "address": ..., "total": ...}``), exactly what JSON-schema
 constrained decoding with :data:`RECEIPT_SCHEMA` emits, so training and inference agree token
-for token.
+for token. The fields, schema and prompt are :mod:`slm_agents.specialists.receipts`, shared with
+the Extractor that uses the adapter.
 The held-out split is reproducible: sort the receipt ids, shuffle them with
 ``random.Random(seed)`` (seed 0 by default), and the first ``holdout`` ids (50) are held out;
 ``sft.json`` lists them. A further 5% of the training receipts is the validation set for early
@@ -28,30 +29,16 @@ from typing import Any
 
 from slm_agents.finetune.data import DataError, read_rows
 from slm_agents.finetune.loop import TrainConfig
-from slm_agents.finetune.sft import (
-    ChatData,
-    ChatExample,
-    SFTResult,
-    SFTSettings,
-    Tokenized,
-    train_sft,
+from slm_agents.finetune.sft import SFTResult, SFTSettings, train_sft
+from slm_agents.finetune.sft_data import ChatData, ChatExample, Tokenized
+from slm_agents.specialists.receipts import (
+    FIELDS,
+    INSTRUCTION,
+    RECEIPT_SCHEMA,
+    Receipt,
+    receipt_prompt,
 )
 
-FIELDS = ("company", "date", "address", "total")
-INSTRUCTION = "Extract the company, date, address and total from this receipt as JSON."
-# Bounded strings: a 135M model under an unbounded schema can loop until max_new_tokens
-# (SROIE's longest values: company 49, date 12, address 118, total 8 characters).
-RECEIPT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "company": {"type": "string", "maxLength": 100},
-        "date": {"type": "string", "maxLength": 30},
-        "address": {"type": "string", "maxLength": 200},
-        "total": {"type": "string", "maxLength": 20},
-    },
-    "required": list(FIELDS),
-    "additionalProperties": False,
-}
 HOLDOUT = 50
 
 # Settings that suit SROIE on a 2-core CPU (see benchmarks/finetune_sft.py for the numbers).
@@ -68,17 +55,6 @@ CODE_TRAIN = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-3, "warmup_steps
 
 
 # ------------------------------------------------------------------------------ receipts
-@dataclass
-class Receipt:
-    id: str
-    lines: list[str]
-    fields: dict[str, str]
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
 def load_receipts(path: str | Path) -> list[Receipt]:
     """SROIE JSONL rows ``{"id", "lines": [{"box", "text"}], "fields": {...}}``, validated."""
     rows, first = read_rows(path)
@@ -109,11 +85,6 @@ def load_receipts(path: str | Path) -> list[Receipt]:
         # model should learn to answer "" rather than invent one.
         receipts.append(Receipt(rid, texts, {f: str(fields.get(f) or "") for f in FIELDS}))
     return receipts
-
-
-def receipt_prompt(receipt: Receipt, instruction: str = INSTRUCTION) -> list[dict[str, str]]:
-    """The chat prompt for one receipt: used for training and for extraction alike."""
-    return [{"role": "user", "content": f"{instruction}\n\n{receipt.text}"}]
 
 
 def receipt_response(fields: dict[str, str]) -> str:
@@ -230,8 +201,8 @@ def read_code_folder(folder: str | Path, pattern: str = "*.py") -> dict[str, str
             continue
         try:
             text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: not UTF-8 text") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text") from exc
         if text.strip():
             files[path.relative_to(folder).as_posix()] = text
     if len(files) < 3:

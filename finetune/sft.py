@@ -1,22 +1,19 @@
-"""LoRA supervised fine-tuning (SFT) of a causal SLM on prompt/response pairs.
+"""The SFT run: LoRA supervised fine-tuning of a causal SLM on prompt/response pairs.
 
 The recipe, and why it is fast enough on 2 CPU cores:
 
-1. Data: a JSONL of ``{"prompt": ..., "response": ...}`` (the prompt a string or chat messages,
-   optional ``"system"``) or ``{"messages": [...]}`` whose last message is the assistant's
-   answer. The tokenizer's chat template renders each row exactly as ``CausalLM.generate`` will
-   at inference, and every row is tokenized once.
+1. Data (:mod:`slm_agents.finetune.sft_data`): each row rendered by the tokenizer's chat
+   template exactly as ``CausalLM.generate`` will at inference, tokenized once.
 2. Loss only on the response (and its end-of-turn token): prompt positions are masked, and the
    output layer (49k-word vocabulary) runs only at those positions, not at every prompt token.
-3. A row longer than ``max_length`` loses prompt tokens from the left; the response is never cut
-   (a response that alone does not fit is an error). Truncated rows are counted and warned about.
-4. PEFT LoRA (rank 16 on every attention and MLP projection by default), bf16 autocast where the
+3. PEFT LoRA (rank 16 on every attention and MLP projection by default), bf16 autocast where the
    CPU has bf16 instructions (about 2x here), length-bucketed batches padded to their own longest
    row, and the shared loop (:mod:`slm_agents.finetune.loop`: budgets, early stopping, resume).
 
-The output directory is a PEFT adapter (``CausalLM.load_adapter(path, name)`` loads it) plus
-``sft.json`` (base model, recipe, settings, metrics). Validation reports the mean held-out loss
-per response token and its perplexity; the loop keeps the epoch with the lowest loss.
+The output directory is a PEFT adapter plus ``sft.json`` (:mod:`slm_agents.finetune.sft_adapter`
+writes it; :mod:`slm_agents.models.adapters` reads and loads it). Validation reports the mean
+held-out loss per response token and its perplexity; the loop keeps the epoch with the lowest
+loss. Without validation data no validation metric is logged at all (no stand-in value).
 """
 
 from __future__ import annotations
@@ -24,22 +21,21 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
-from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from slm_agents import tracking
 from slm_agents.finetune.batches import bucketed, by_length
-from slm_agents.finetune.data import DataError, read_rows
+from slm_agents.finetune.data import DataError
 from slm_agents.finetune.loop import TrainConfig, TrainReport, fit
-from slm_agents.models.sources import BUNDLED, DEFAULT_CAUSAL, ensure_converted, resolve
+from slm_agents.finetune.sft_adapter import save_adapter
+from slm_agents.finetune.sft_data import ChatData, Encodable, Tokenized
+from slm_agents.models.adapters import SFT_FILE
+from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
 
-SFT_FILE = "sft.json"
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-Messages = list[dict[str, str]]
 
 
 @dataclass
@@ -73,179 +69,6 @@ class SFTSettings:
             raise ValueError(f"invalid SFT settings: {bad}")
 
 
-# ------------------------------------------------------------------------------------- data
-@dataclass
-class ChatExample:
-    prompt: Messages  # the conversation up to the answer
-    response: str  # the assistant's answer, the only text trained on
-
-
-@dataclass
-class ChatData:
-    """Prompt/response pairs, validated; ``source`` names the file (and part) for messages."""
-
-    examples: list[ChatExample]
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def split(self, validation: float, seed: int = 0) -> tuple[ChatData, ChatData]:
-        """Deterministic split (a seeded shuffle of row numbers)."""
-        import random
-
-        order = list(range(len(self)))
-        random.Random(seed).shuffle(order)
-        held = set(order[: max(1, round(len(self) * validation))]) if validation > 0 else set()
-        keep = [e for i, e in enumerate(self.examples) if i not in held]
-        out = [e for i, e in enumerate(self.examples) if i in held]
-        return ChatData(keep, f"{self.source}:train"), ChatData(out, f"{self.source}:validation")
-
-    def encode(self, tokenizer: Any, max_length: int) -> Tokenized:
-        return encode_chat(tokenizer, self, max_length)
-
-
-class Encodable(Protocol):
-    """Training data: chat pairs (:class:`ChatData`) or plain text windows (recipes' code)."""
-
-    source: str
-
-    def __len__(self) -> int: ...
-
-    def encode(self, tokenizer: Any, max_length: int) -> Tokenized: ...
-
-
-def load_chat(path: str | Path) -> ChatData:
-    """Load and validate a prompt/response (or messages) JSONL; errors name the row."""
-    rows, first = read_rows(path)
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    examples = [_row_to_example(row, f"{path}: row {first + i}") for i, row in enumerate(rows)]
-    return ChatData(examples, str(path))
-
-
-def _row_to_example(row: dict[str, Any], where: str) -> ChatExample:
-    if "messages" in row:
-        messages = row["messages"]
-        _check_messages(messages, where)
-        last = messages[-1]
-        if last["role"] != "assistant":
-            raise DataError(f"{where}: the last message must be the assistant's answer")
-        if len(messages) < 2:
-            raise DataError(f"{where}: 'messages' needs a prompt before the assistant's answer")
-        return ChatExample([dict(m) for m in messages[:-1]], _text(last["content"], where))
-    missing = [key for key in ("prompt", "response") if key not in row]
-    if missing:
-        raise DataError(
-            f"{where}: no {' or '.join(repr(k) for k in missing)}; each row needs "
-            f"'prompt' and 'response' (or 'messages'); keys are {sorted(row)}"
-        )
-    prompt = row["prompt"]
-    if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": _text(prompt, where, "prompt")}]
-    else:
-        _check_messages(prompt, where, "prompt")
-    if row.get("system"):
-        prompt = [{"role": "system", "content": str(row["system"])}, *prompt]
-    return ChatExample(prompt, _text(row["response"], where, "response"))
-
-
-def _check_messages(messages: Any, where: str, key: str = "messages") -> None:
-    if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: {key!r} must be a non-empty list of chat messages")
-    for m in messages:
-        if not (isinstance(m, dict) and {"role", "content"} <= m.keys()):
-            raise DataError(f"{where}: each message needs 'role' and 'content', got {m!r}")
-
-
-def _text(value: Any, where: str, key: str = "content") -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: empty or non-text {key!r}")
-    return value
-
-
-class Tokenized:
-    """Rows tokenized once. Positions before ``starts[i]`` are context only (no loss)."""
-
-    def __init__(self, ids: list[list[int]], starts: list[int], pad_id: int, truncated: int = 0):
-        self.ids, self.starts, self.pad_id, self.truncated = ids, starts, pad_id, truncated
-        self.lengths = [len(x) for x in ids]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def tokens(self) -> int:
-        return sum(self.lengths)
-
-    @property
-    def target_tokens(self) -> int:
-        return sum(n - s for n, s in zip(self.lengths, self.starts, strict=True))
-
-    def batch(self, rows: Sequence[int]) -> dict[str, Any]:
-        """Right-padded ids, attention mask and labels (-100 on context and padding)."""
-        import torch
-
-        width = max(self.lengths[i] for i in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        for r, i in enumerate(rows):
-            row = torch.tensor(self.ids[i])
-            ids[r, : self.lengths[i]] = row
-            mask[r, : self.lengths[i]] = 1
-            labels[r, self.starts[i] : self.lengths[i]] = row[self.starts[i] :]
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def encode_chat(tokenizer: Any, data: ChatData, max_length: int) -> Tokenized:
-    """Render each pair with the chat template; cut long prompts from the left."""
-    if not tokenizer.chat_template:
-        raise ValueError("the base model has no chat template; chat SFT needs a chat model")
-    ids, starts, truncated = [], [], 0
-    for number, example in enumerate(data.examples, start=1):
-        prompt_text = tokenizer.apply_chat_template(
-            example.prompt, tokenize=False, add_generation_prompt=True
-        )
-        full = tokenizer.apply_chat_template(
-            [*example.prompt, {"role": "assistant", "content": example.response}], tokenize=False
-        )
-        if not full.startswith(prompt_text):
-            raise ValueError(
-                "the tokenizer's chat template renders the answer differently from the prompt "
-                "it generates from; SFT needs a template whose prompt is a prefix of the chat"
-            )
-        prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-        # The answer ends at the end-of-turn token; what the template adds after it (a newline)
-        # is never generated, so it is not trained on.
-        answer = tokenizer(full[len(prompt_text) :].rstrip(), add_special_tokens=False)
-        answer = answer["input_ids"]
-        if len(answer) > max_length - 1:
-            raise DataError(
-                f"{data.source}: example {number}: the response has {len(answer)} tokens, "
-                f"more than max_length={max_length} allows; raise max_length or shorten it"
-            )
-        room = max_length - len(answer)
-        if len(prompt) > room:
-            prompt, truncated = prompt[len(prompt) - room :], truncated + 1
-        ids.append(prompt + answer)
-        starts.append(len(prompt))
-    if truncated:
-        warnings.warn(
-            f"{data.source}: {truncated} of {len(data)} prompts were longer than "
-            f"max_length={max_length} allows and lost tokens from the start",
-            stacklevel=2,
-        )
-    return Tokenized(ids, starts, _pad_id(tokenizer), truncated)
-
-
-def _pad_id(tokenizer: Any) -> int:
-    if tokenizer.pad_token_id is not None:
-        return int(tokenizer.pad_token_id)
-    return int(tokenizer.eos_token_id or 0)
-
-
-# ------------------------------------------------------------------------------------ train
 @dataclass
 class SFTResult:
     output: Path
@@ -359,7 +182,7 @@ def train_sft(
             extra["test_rows"] = len(test_tok)
             before = mean_loss(model, test_tok, loss_of, config.batch_size)
             extra["test_loss_before"] = _round(before)
-        tracking.log_metrics({"val_loss": start_loss or 0.0}, step=0)
+        tracking.log_metrics(_measured({"val_loss": start_loss}), step=0)
         val_seconds = 0.0
         seen = {"tokens": 0}
 
@@ -412,9 +235,18 @@ def train_sft(
             precision,
             extra,
         )
-        save_adapter(model, output, settings, config, result)
+        save_adapter(
+            model,
+            output,
+            base=settings.base,
+            recipe=recipe,
+            settings=asdict(settings),
+            train=asdict(config),
+            metrics={k: v for k, v in result.summary().items() if k not in result.extra},
+            extra=result.extra,
+        )
         tracking.log_metrics(
-            {"final_val_loss": loss_after or 0.0, "tokens_per_second": rate or 0.0}, report.steps
+            _measured({"final_val_loss": loss_after, "tokens_per_second": rate}), report.steps
         )
         tracking.log_dict(json.loads((output / SFT_FILE).read_text()), SFT_FILE)
         for name in (SFT_FILE, "adapter_config.json", "adapter_model.safetensors"):
@@ -440,92 +272,6 @@ def mean_loss(model: Any, data: Tokenized, loss_of: Any, batch_size: int = 8) ->
             count += n
     model.train(was_training)
     return total / max(count, 1)
-
-
-def save_adapter(
-    model: Any, output: Path, settings: SFTSettings, config: TrainConfig, result: SFTResult
-) -> None:
-    """The PEFT adapter files plus ``sft.json``: what was trained on what, and how well."""
-    model.save_pretrained(output)
-    bundled = BUNDLED.get(settings.base.lower())
-    meta = {
-        "format": 1,
-        "kind": "causal-lora",
-        "base_model": settings.base,
-        "base_hub_id": bundled.hub_id if bundled else None,
-        "recipe": result.recipe,
-        "settings": asdict(settings),
-        "train": asdict(config),
-        "metrics": {k: v for k, v in result.summary().items() if k not in result.extra},
-        **result.extra,
-    }
-    (output / SFT_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-
-
-# ------------------------------------------------------------------------------ load / use
-class AdapterError(ValueError):
-    """An adapter directory is missing, incomplete or unreadable; the message says which."""
-
-
-def read_adapter_info(path: str | Path) -> dict[str, Any]:
-    """Check an adapter directory's files and return its ``sft.json`` (or a minimal stand-in)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise AdapterError(f"{path}: not a directory (expected a LoRA adapter from finetune)")
-    config = path / "adapter_config.json"
-    if not config.exists():
-        raise AdapterError(f"{path}: no adapter_config.json; not a PEFT adapter directory")
-    peft_config = _read_json(config)
-    weights = [path / "adapter_model.safetensors", path / "adapter_model.bin"]
-    if not any(w.exists() for w in weights):
-        raise AdapterError(f"{path}: no adapter_model.safetensors; the adapter weights are missing")
-    if (path / SFT_FILE).exists():
-        return _read_json(path / SFT_FILE)
-    return {"base_model": peft_config.get("base_model_name_or_path"), "recipe": None}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"{path}: not valid JSON ({exc}); the adapter is corrupted") from None
-    if not isinstance(value, dict):
-        raise AdapterError(f"{path}: expected a JSON object; the adapter is corrupted")
-    return value
-
-
-def load_tuned(
-    model_or_adapter: Any, *, base: str | None = None, name: str = "sft", device: str = "cpu"
-) -> tuple[Any, str | None, dict[str, Any]]:
-    """A ``CausalLM`` ready to generate, the adapter name to pass it, and the adapter's info.
-
-    Accepts a loaded ``CausalLM`` (used as it is), an adapter directory (its base model is
-    loaded, then the adapter under ``name``; ``base`` overrides the recorded base), or a model
-    name, path or hub id (no adapter: zero-shot).
-    """
-    from slm_agents.models import CausalLM
-
-    if isinstance(model_or_adapter, CausalLM):
-        return model_or_adapter, None, {}
-    path = Path(str(model_or_adapter))
-    if not (path.is_dir() and (path / "adapter_config.json").exists()):
-        if path.is_dir() and (path / SFT_FILE).exists():
-            read_adapter_info(path)  # raises, naming the missing file
-        return CausalLM(str(model_or_adapter), device=device), None, {}
-    info = read_adapter_info(path)
-    base = base or info.get("base_model")
-    if not base:
-        raise AdapterError(f"{path}: no base model recorded; pass the base model explicitly")
-    lm = CausalLM(base, device=device)
-    try:
-        lm.load_adapter(str(path), name)
-    except Exception as exc:  # safetensors, PEFT and shape errors all mean "unusable adapter"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AdapterError(
-            f"{path}: cannot load the LoRA adapter onto {base} ({type(exc).__name__}: "
-            f"{reason[:300]})"
-        ) from None
-    return lm, name, info
 
 
 # ------------------------------------------------------------------------------- internals
@@ -615,6 +361,12 @@ def _loss_function(model: Any, device: str, autocast: Any) -> Any:
         return F.cross_entropy(logits.float(), targets[keep])
 
     return loss_of
+
+
+def _measured(metrics: dict[str, float | None]) -> dict[str, float]:
+    """Only the metrics that were measured: a missing validation loss logged as 0.0 would read
+    as a perfect score in MLflow."""
+    return {name: value for name, value in metrics.items() if value is not None}
 
 
 def _perplexity(loss: float | None) -> float | None:

@@ -192,7 +192,7 @@ class Extractor(Agent):
             )
         if given and str(adapter) in model.adapters:  # a name, loaded by the caller
             return model, str(adapter), {}
-        from slm_agents.finetune.sft import AdapterError, load_tuned, read_adapter_info
+        from slm_agents.models.adapters import AdapterError, load_tuned, read_adapter_info
 
         path = Path(adapter)
         info = read_adapter_info(path)  # raises AdapterError naming what is wrong with it
@@ -234,7 +234,7 @@ class Extractor(Agent):
     # ---------------------------------------------------------------------------- running
     def _messages(self, task: Task) -> Messages:
         if self.instruction:  # built exactly as the adapter's training prompts were
-            from slm_agents.finetune.recipes import Receipt, receipt_prompt
+            from slm_agents.specialists.receipts import Receipt, receipt_prompt
 
             lines = [line for line in task.text.split("\n") if line.strip()]  # as in training
             receipt = Receipt(id=task.id, lines=lines, fields={})

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import slm_agents.finetune.cli_sft  # noqa: F401  (registers the commands on the finetune/evaluate apps)
 from slm_agents.cli import app
 from slm_agents.datasets import data_dir
 from slm_agents.finetune.data import DataError
@@ -26,14 +25,9 @@ from slm_agents.finetune.recipes import (
     receipts_chat,
     split_receipts,
 )
-from slm_agents.finetune.sft import (
-    SFT_FILE,
-    AdapterError,
-    SFTSettings,
-    load_chat,
-    load_tuned,
-    train_sft,
-)
+from slm_agents.finetune.sft import SFTSettings, train_sft
+from slm_agents.finetune.sft_data import load_chat
+from slm_agents.models.adapters import SFT_FILE, AdapterError, load_tuned
 from typer.testing import CliRunner
 
 SROIE = data_dir() / "sroie" / "receipts.jsonl"
@@ -116,6 +110,22 @@ def test_a_step_budget_stop_resumes_from_the_checkpoint(receipts, tmp_path):
     assert second.report.resumed_from_step == 2
     assert second.report.steps == 4 and second.report.stopped == "completed"
     assert second.report.losses[:2] == first.report.losses  # the history carried over
+
+
+def test_a_run_without_validation_logs_no_validation_metric(receipts, tmp_path, mlflow_store):
+    """No validation data means no val_loss at all, not a perfect-looking 0.0."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    data = receipts_chat(receipts[:2], "sroie[short]")
+    config = TrainConfig(epochs=1, batch_size=2, learning_rate=1e-3, warmup_steps=1)
+    result = train_sft(data, tmp_path / "adapter", settings=TINY, config=config, progress=False)
+    assert result.validation_rows == 0 and result.loss is None and result.start_loss is None
+    run = mlflow.search_runs(experiment_names=["tests"], output_format="list")[0]
+    client = MlflowClient()
+    for name in ("val_loss", "final_val_loss"):
+        assert client.get_metric_history(run.info.run_id, name) == [], name
+    assert run.data.metrics["tokens_per_second"] > 0  # what was measured is still there
 
 
 def test_prompts_are_cut_from_the_left_and_responses_never():
@@ -223,11 +233,13 @@ def test_a_corrupted_adapter_directory_is_named(trained, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(trained.output, broken)
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(AdapterError, match="broken: cannot load the LoRA adapter"):
+    with pytest.raises(AdapterError, match="broken: cannot load the LoRA adapter") as unusable:
         load_tuned(broken)
+    assert unusable.value.__cause__ is not None  # the loader's own error stays in the chain
     (broken / "adapter_config.json").write_text("{ half")
-    with pytest.raises(AdapterError, match="adapter_config.json: not valid JSON"):
+    with pytest.raises(AdapterError, match="adapter_config.json: not valid JSON") as corrupted:
         load_tuned(broken)
+    assert isinstance(corrupted.value.__cause__, json.JSONDecodeError)
     (broken / "adapter_config.json").unlink()
     with pytest.raises(AdapterError, match="no adapter_config.json"):
         load_tuned(broken)
