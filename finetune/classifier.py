@@ -26,6 +26,7 @@ from typing import Any
 from slm_agents import tracking
 from slm_agents.finetune.batches import bucketed, by_length
 from slm_agents.finetune.data import DataError, LabelledTexts
+from slm_agents.finetune.distill_loss import DistillSettings, distillation_loss
 from slm_agents.finetune.loop import CHECKPOINT_DIR, TrainConfig, TrainReport, fit
 from slm_agents.models.sources import DEFAULT_ENCODER, resolve
 
@@ -105,7 +106,7 @@ def train_classifier(
     settings: ClassifierSettings | None = None,
     config: TrainConfig | None = None,
     soft_targets: Any = None,
-    distill: Any = None,
+    distill: DistillSettings | None = None,
     progress: bool = True,
     track: bool = True,
     register_as: str | None = None,
@@ -114,13 +115,15 @@ def train_classifier(
 
     Without ``validation`` a stratified ``settings.validation`` share of ``train`` is held out.
     ``soft_targets`` (teacher probabilities, rows aligned with ``train``, columns with its sorted
-    labels) and ``distill`` (a :class:`slm_agents.finetune.distill.DistillSettings`) turn on
-    distillation.
+    labels) and ``distill`` (its temperature and weight; default settings when omitted) turn on
+    distillation (:mod:`slm_agents.finetune.distill` builds the teacher's probabilities).
     Training state is checkpointed in ``output/checkpoint``: run again to resume.
     """
     import torch
 
     settings, config = settings or ClassifierSettings(), config or TrainConfig()
+    if soft_targets is not None and distill is None:
+        distill = DistillSettings()
     if len(train) == 0:
         raise DataError(f"{train.source or 'training data'}: no rows")
     if validation is None:
@@ -156,7 +159,8 @@ def train_classifier(
         if settings.prototype_init and not settings.start_from:
             _init_head_from_centroids(model, train_enc, train_y, len(labels))
         start_accuracy = _accuracy(model, val_enc, val_y) if len(validation) else None
-        tracking.log_metrics({"val_accuracy": start_accuracy or 0.0}, step=0)
+        if start_accuracy is not None:  # no validation data: nothing measured, nothing logged
+            tracking.log_metrics({"val_accuracy": start_accuracy}, step=0)
         model.encoder = _add_lora(model.encoder, settings)
 
         def batches(epoch: int) -> list[list[int]]:
@@ -166,8 +170,6 @@ def train_classifier(
             logits = model(**train_enc.batch(rows))
             if soft_targets is None:
                 return torch.nn.functional.cross_entropy(logits, train_y[rows])
-            from slm_agents.finetune.distill import distillation_loss
-
             return distillation_loss(logits, soft_targets[rows], train_y[rows], distill)
 
         def validate() -> dict[str, float]:

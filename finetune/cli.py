@@ -1,220 +1,25 @@
-"""``slm-agents finetune|compress|evaluate``: the scriptable face of :mod:`finetune`.
+"""``slm-agents finetune|compress|evaluate``: the scriptable face of :mod:`slm_agents.finetune`.
 
-Each command prints a summary table; ``--json OUT`` writes the same facts for other tools.
-Heavy imports happen inside the commands so ``--help`` stays instant.
+The three Typer apps, and which command goes where. The commands themselves are plain functions
+in :mod:`~slm_agents.finetune.cli_classifier` and :mod:`~slm_agents.finetune.cli_sft`,
+registered here explicitly, so neither module imports this one.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import typer
-from rich.table import Table
-from slm_agents.console import console, fail, quiet_transformers
+from slm_agents.finetune import cli_classifier, cli_sft
 
 finetune_app = typer.Typer(help="Fine-tune SLMs on your data (LoRA, distillation).")
 compress_app = typer.Typer(help="Make a trained model smaller and faster (int8, pruning).")
 evaluate_app = typer.Typer(help="Score a model on held-out data.")
 
-DATA_HELP = "CSV or JSONL file."
-
-
-def _summary(title: str, facts: dict[str, Any], json_out: Path | None) -> None:
-    table = Table(title=title)
-    table.add_column("")
-    table.add_column("value", justify="right", overflow="fold")
-    for key, value in facts.items():
-        if isinstance(value, dict | list):
-            continue
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(table)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(facts, indent=2, default=str))
-        console.print(f"wrote {json_out}")
-
-
-def _load(path: Path, text_column: str, label_column: str) -> Any:
-    from slm_agents.finetune.data import DataError, load_labelled
-
-    try:
-        return load_labelled(path, text_column, label_column)
-    except DataError as exc:
-        raise fail(str(exc)) from None
-
-
-@finetune_app.command("classifier")
-def finetune_classifier(
-    data: Path = typer.Option(..., help=f"Training data. {DATA_HELP}"),
-    output: Path = typer.Option(..., help="Directory for the trained classifier."),
-    text_column: str = typer.Option("text"),
-    label_column: str = typer.Option("label"),
-    base: str = typer.Option("all-minilm-l6-v2", help="Encoder: bundled name, path or hub id."),
-    validation_data: Path = typer.Option(
-        None, help="Validation file; default: a stratified 10% of --data."
-    ),
-    epochs: int = typer.Option(2, min=1),
-    batch_size: int = typer.Option(32, min=1),
-    learning_rate: float = typer.Option(2e-3),
-    rank: int = typer.Option(16, min=1, help="LoRA rank."),
-    max_length: int = typer.Option(64, min=8, help="Tokens per text; longer ones are cut."),
-    max_minutes: float = typer.Option(
-        None, help="Stop after this many minutes of training in all (raise it to resume)."
-    ),
-    max_steps: int = typer.Option(None, help="Stop after this many optimizer steps."),
-    seed: int = typer.Option(0),
-    track: bool = typer.Option(True, help="Log the run to MLflow."),
-    json_out: Path = typer.Option(None, "--json", help="Write the summary as JSON."),
-):
-    """LoRA fine-tune an encoder to classify texts; resumes from OUTPUT/checkpoint if present."""
-    from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
-    from slm_agents.finetune.data import DataError
-    from slm_agents.finetune.loop import TrainConfig
-
-    train = _load(data, text_column, label_column)
-    validation = _load(validation_data, text_column, label_column) if validation_data else None
-    quiet_transformers()
-    try:
-        config = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            max_minutes=max_minutes,
-            max_steps=max_steps,
-            seed=seed,
-        )
-        settings = ClassifierSettings(base=base, rank=rank, alpha=2 * rank, max_length=max_length)
-        result = train_classifier(
-            train, output, validation=validation, settings=settings, config=config, track=track
-        )
-    except (DataError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    _summary(f"Classifier saved to {output}", result.summary(), json_out)
-
-
-@evaluate_app.command("classifier")
-def evaluate_classifier_command(
-    model: Path = typer.Argument(..., help="A classifier directory (from finetune classifier)."),
-    data: Path = typer.Option(..., help=f"Labelled test data. {DATA_HELP}"),
-    text_column: str = typer.Option("text"),
-    label_column: str = typer.Option("label"),
-    json_out: Path = typer.Option(None, "--json", help="Write the results as JSON."),
-):
-    """Accuracy of a trained classifier on labelled data."""
-    from slm_agents.finetune.data import DataError
-    from slm_agents.finetune.evaluate import evaluate_classifier
-
-    test = _load(data, text_column, label_column)
-    quiet_transformers()
-    try:
-        facts = evaluate_classifier(model, test)
-    except (DataError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    _summary(f"{model} on {data}", facts, json_out)
-
-
-@finetune_app.command("distill")
-def finetune_distill(
-    data: Path = typer.Option(..., help=f"Training data. {DATA_HELP}"),
-    teacher: str = typer.Option(
-        ..., help="A classifier directory, or a JSONL of logged teacher outputs."
-    ),
-    output: Path = typer.Option(..., help="Directory for the student classifier."),
-    text_column: str = typer.Option("text"),
-    label_column: str = typer.Option("label"),
-    base: str = typer.Option("all-minilm-l6-v2", help="Student encoder."),
-    layers: int = typer.Option(None, min=1, help="Keep only the first N encoder blocks."),
-    temperature: float = typer.Option(2.0),
-    alpha: float = typer.Option(0.5, help="Weight of the teacher's soft targets (0-1)."),
-    epochs: int = typer.Option(2, min=1),
-    max_minutes: float = typer.Option(None),
-    seed: int = typer.Option(0),
-    track: bool = typer.Option(True),
-    json_out: Path = typer.Option(None, "--json"),
-):
-    """Train a (smaller) student classifier on a teacher's probabilities plus the true labels."""
-    from slm_agents.finetune.classifier import ClassifierSettings
-    from slm_agents.finetune.data import DataError
-    from slm_agents.finetune.distill import DistillSettings, distill_classifier
-    from slm_agents.finetune.loop import TrainConfig
-
-    train = _load(data, text_column, label_column)
-    quiet_transformers()
-    try:
-        result = distill_classifier(
-            train,
-            output,
-            teacher,
-            settings=ClassifierSettings(base=base, layers=layers),
-            config=TrainConfig(epochs=epochs, max_minutes=max_minutes, seed=seed),
-            distill=DistillSettings(temperature=temperature, alpha=alpha),
-            track=track,
-        )
-    except (DataError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    _summary(f"Student saved to {output}", result.summary(), json_out)
-
-
-def _maybe_data(data: Path | None, text_column: str, label_column: str) -> Any:
-    return _load(data, text_column, label_column) if data else None
-
-
-@compress_app.command("quantize")
-def compress_quantize(
-    model: Path = typer.Argument(..., help="A classifier directory."),
-    output: Path = typer.Option(..., help="Directory for the int8 classifier."),
-    data: Path = typer.Option(None, help="Labelled data to measure accuracy and speed on."),
-    text_column: str = typer.Option("text"),
-    label_column: str = typer.Option("label"),
-    json_out: Path = typer.Option(None, "--json"),
-):
-    """Dynamic int8 quantization (CPU): size, and with --data accuracy and speed, before/after."""
-    from slm_agents.finetune.compress import quantize
-
-    test = _maybe_data(data, text_column, label_column)
-    quiet_transformers()
-    try:
-        report = quantize(model, output, data=test)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    _summary(f"int8 classifier saved to {output}", report, json_out)
-
-
-@compress_app.command("prune")
-def compress_prune(
-    model: Path = typer.Argument(..., help="A classifier directory."),
-    output: Path = typer.Option(..., help="Directory for the pruned classifier."),
-    method: str = typer.Option("magnitude", help="magnitude (unstructured) or mlp-channels."),
-    amount: float = typer.Option(0.3, help="Share of weights or channels to remove (0-1)."),
-    data: Path = typer.Option(None, help="Labelled data to measure accuracy and speed on."),
-    recover_data: Path = typer.Option(None, help="Labelled data for a short recovery fine-tune."),
-    recover_minutes: float = typer.Option(2.0),
-    text_column: str = typer.Option("text"),
-    label_column: str = typer.Option("label"),
-    json_out: Path = typer.Option(None, "--json"),
-):
-    """Prune a classifier, optionally fine-tune briefly to recover; report sparsity and size."""
-    from slm_agents.finetune.compress import prune
-
-    test = _maybe_data(data, text_column, label_column)
-    recover = _maybe_data(recover_data, text_column, label_column)
-    quiet_transformers()
-    try:
-        report = prune(
-            model,
-            output,
-            method=method,
-            amount=amount,
-            data=test,
-            recover=recover,
-            recover_minutes=recover_minutes,
-        )
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    _summary(f"Pruned classifier saved to {output}", report, json_out)
-
-
-# The causal SFT commands live in their own module; importing it registers them on these apps.
-import slm_agents.finetune.cli_sft  # noqa: E402, F401
+finetune_app.command("classifier")(cli_classifier.finetune_classifier)
+finetune_app.command("distill")(cli_classifier.finetune_distill)
+finetune_app.command("sft")(cli_sft.finetune_sft)
+finetune_app.command("extractor")(cli_sft.finetune_extractor)
+finetune_app.command("code")(cli_sft.finetune_code)
+evaluate_app.command("classifier")(cli_classifier.evaluate_classifier_command)
+evaluate_app.command("extractor")(cli_sft.evaluate_extractor_command)
+compress_app.command("quantize")(cli_classifier.compress_quantize)
+compress_app.command("prune")(cli_classifier.compress_prune)

@@ -1,8 +1,8 @@
 """``slm-agents finetune sft|extractor|code`` and ``slm-agents evaluate extractor``.
 
-Registered on the Typer apps of :mod:`slm_agents.finetune.cli` (imported at its bottom). Like
-the classifier commands: a summary table, ``--json OUT`` for other tools, heavy imports inside
-the commands.
+Plain functions; :mod:`slm_agents.finetune.cli` registers them on its Typer apps. Like the
+classifier commands: a summary table, ``--json OUT`` for other tools, heavy imports inside the
+commands.
 The three training commands share their options (the ``Annotated`` aliases below); each option
 left unset keeps the recipe's default.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from slm_agents.console import fail, quiet_transformers
-from slm_agents.finetune.cli import _summary, evaluate_app, finetune_app
+from slm_agents.finetune.cli_common import print_summary
 
 BASE_HELP = "Causal model: bundled name, path or hub id; default smollm2-135m-instruct."
 Output = Annotated[Path, typer.Option(help="Directory for the LoRA adapter and sft.json.")]
@@ -45,7 +45,7 @@ def _train(run: Any) -> Any:
     try:
         return run()
     except (DataError, ValueError, ModelNotFoundError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc)) from exc
 
 
 def _settings(defaults: tuple[dict, dict], options: dict[str, Any]) -> tuple[Any, Any]:
@@ -69,7 +69,6 @@ def _settings(defaults: tuple[dict, dict], options: dict[str, Any]) -> tuple[Any
     return SFTSettings(**{**defaults[0], **settings}), TrainConfig(**{**defaults[1], **config})
 
 
-@finetune_app.command("sft")
 def finetune_sft(
     data: Path = typer.Option(..., help="JSONL of {prompt, response} or {messages} rows."),
     output: Output = ...,
@@ -102,10 +101,9 @@ def finetune_sft(
         )
 
     result = _train(run)
-    _summary(f"Adapter saved to {output}", result.summary(), json_out)
+    print_summary(f"Adapter saved to {output}", result.summary(), json_out)
 
 
-@finetune_app.command("extractor")
 def finetune_extractor(
     data: Path = typer.Option(..., help="SROIE-format receipts JSONL."),
     output: Output = ...,
@@ -149,10 +147,9 @@ def finetune_extractor(
     facts = result.summary()
     facts["holdout"] = len(facts.pop("holdout_ids"))
     facts.pop("schema")
-    _summary(f"Extractor adapter saved to {output}", facts, json_out)
+    print_summary(f"Extractor adapter saved to {output}", facts, json_out)
 
 
-@finetune_app.command("code")
 def finetune_code(
     output: Output = ...,
     source: Path = typer.Option(
@@ -182,10 +179,9 @@ def finetune_code(
             source, output, pattern=pattern, settings=settings, config=config, track=track
         )
     )
-    _summary(f"Code adapter saved to {output}", result.summary(), json_out)
+    print_summary(f"Code adapter saved to {output}", result.summary(), json_out)
 
 
-@evaluate_app.command("extractor")
 def evaluate_extractor_command(
     model: str = typer.Argument(..., help="Adapter directory, or a base model (zero-shot)."),
     data: Path = typer.Option(..., help="SROIE-format receipts JSONL."),
@@ -223,7 +219,7 @@ def evaluate_extractor_command(
             constrain=constrain,
         )
     except (DataError, ValueError, ModelNotFoundError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc)) from exc
     shown = {"mean_exact_match": facts["mean"]}
     shown.update({f"exact_{k}": v for k, v in facts["per_field"].items()})
-    _summary(f"{model} on {data}", {**shown, **facts}, json_out)
+    print_summary(f"{model} on {data}", {**shown, **facts}, json_out)

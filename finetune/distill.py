@@ -6,45 +6,21 @@ architectures: a trained classifier directory, any object with ``predict(texts)`
 *logged* teacher outputs (``{"text": ..., "probabilities": {label: p}}`` or ``{"text", "label"}``),
 which is how calls an LLM already answered become training signal for an SLM.
 
-Loss (Hinton et al., 2015): ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``,
-where ``_T`` means softened at temperature ``T``.
+This module gathers the teacher's probabilities and hands them to the classifier recipe; the
+loss itself is :mod:`slm_agents.finetune.distill_loss`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slm_agents.finetune.classifier import ClassifierResult, ClassifierSettings, train_classifier
 from slm_agents.finetune.data import DataError, LabelledTexts
+from slm_agents.finetune.distill_loss import DistillSettings
 from slm_agents.finetune.loop import TrainConfig
-
-
-@dataclass
-class DistillSettings:
-    temperature: float = 2.0
-    alpha: float = 0.5  # weight of the teacher's soft targets; 1 - alpha on the true labels
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0 or not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(
-                f"need temperature > 0 and 0 <= alpha <= 1, got {self.temperature}, {self.alpha}"
-            )
-
-
-def distillation_loss(
-    student_logits: Any, teacher_probs: Any, labels: Any, settings: DistillSettings
-) -> Any:
-    import torch.nn.functional as F
-
-    t = settings.temperature
-    teacher = F.softmax(teacher_probs.clamp_min(1e-9).log() / t, dim=-1)
-    soft = F.kl_div(F.log_softmax(student_logits / t, dim=-1), teacher, reduction="batchmean")
-    hard = F.cross_entropy(student_logits, labels)
-    return settings.alpha * t * t * soft + (1.0 - settings.alpha) * hard
 
 
 def teacher_probabilities(teacher: Any, texts: list[str], labels: list[str]) -> Any:

@@ -8,12 +8,8 @@ import pytest
 import torch
 from slm_agents.finetune.classifier import ClassifierSettings
 from slm_agents.finetune.data import DataError
-from slm_agents.finetune.distill import (
-    DistillSettings,
-    distill_classifier,
-    distillation_loss,
-    teacher_probabilities,
-)
+from slm_agents.finetune.distill import distill_classifier, teacher_probabilities
+from slm_agents.finetune.distill_loss import DistillSettings, distillation_loss
 from slm_agents.models import EncoderClassifier
 from training_slices import SMALL, SMALL_RUN
 
