@@ -65,7 +65,7 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, object]], int]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from None
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8") from exc
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -74,7 +74,7 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, object]], int]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: row {number} is not valid JSON ({exc.msg})") from None
+                raise DataError(f"{path}: row {number} is not valid JSON ({exc.msg})") from exc
             if not isinstance(row, dict):
                 raise DataError(
                     f"{path}: row {number} is a JSON {type(row).__name__}, not an object"

@@ -13,6 +13,22 @@ validation function. The loop does the rest:
 * a resumable checkpoint (trainable weights, optimizer, schedule, RNG, position in the epoch)
   every ``checkpoint_minutes``, at every epoch end, at a budget stop and on Ctrl-C. Starting the
   same recipe with the same output directory continues from it; different settings are refused.
+
+Why these two are ours rather than a library's:
+
+* The schedule is torch's ``LambdaLR`` with our factor ``min(1, (step + 1) / warmup) *
+  (1 - step / total)``. transformers' ``get_linear_schedule_with_warmup`` is not the same
+  curve: its first step has learning rate 0 (a wasted step; with ``warmup_steps=1`` a one-step
+  run would not train at all) and it decays only after the warm-up. Switching would change every
+  recorded training result for no gain we could measure.
+* The checkpoint resumes *mid-epoch* to the exact batch: the recipe's batch order is a function
+  of (seed, epoch), and the checkpoint holds the position in the epoch, the best weights so far,
+  the early-stopping count and the loss history besides weights, optimizer, schedule and RNG.
+  A resumed run reproduces the uninterrupted run's losses exactly
+  (``tests/finetune/test_classifier_training.py``). transformers' checkpointing comes with its
+  ``Trainer``, which these recipes do not use (one small loop serves four recipes with their own
+  losses), and accelerate's ``save_state`` would still need the epoch position, best weights and
+  early-stopping state added by hand: about the code it would replace.
 """
 
 from __future__ import annotations
@@ -265,7 +281,7 @@ def _load(path, settings, trainable, optimizer, scheduler) -> _State:
     except Exception as exc:
         raise ValueError(
             f"{path} is not a readable checkpoint ({exc}); delete it to start again"
-        ) from None
+        ) from exc
     saved = json.loads(payload["settings"])
     now = json.loads(json.dumps(settings, sort_keys=True, default=str))
     if saved != now:

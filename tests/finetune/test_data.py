@@ -59,3 +59,11 @@ def test_jsonl_with_other_columns(tmp_path):
     path = write(tmp_path, "t.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
     data = load_labelled(path, "body", "dept")
     assert data.labels == ["cards", "transfers"] and data.label_names == ["cards", "transfers"]
+
+
+def test_a_parse_error_keeps_its_cause(tmp_path):
+    """The DataError names the row; the decoder's own error stays on ``__cause__``."""
+    path = write(tmp_path, "a.jsonl", '{"text": "hi", "label": "a"}\n{oops\n')
+    with pytest.raises(DataError, match="row 2") as err:
+        load_labelled(path)
+    assert isinstance(err.value.__cause__, json.JSONDecodeError)

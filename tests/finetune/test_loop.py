@@ -38,3 +38,18 @@ def test_bad_settings_are_named():
     model = torch.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         fit(model, batches=lambda e: [[0]], loss=lambda b: 0, config=TrainConfig(), progress=False)
+
+
+def test_an_unreadable_checkpoint_is_named_and_keeps_its_cause(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="checkpoint.pt is not a readable checkpoint") as err:
+        fit(
+            model,
+            batches=lambda epoch: [[0]],
+            loss=lambda rows: model(torch.ones(1, 2)).sum(),
+            config=TrainConfig(),
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
+    assert err.value.__cause__ is not None  # torch's own reason, for whoever debugs it
