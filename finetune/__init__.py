@@ -1,4 +1,4 @@
-"""Adapting SLMs to a company's data: LoRA, distillation, quantization, pruning (issue 4).
+"""Adapting SLMs to a company's data: LoRA, distillation, quantization, pruning.
 
 Installed as ``slm_agents.finetune`` (the folder is ``finetune/``).
 """
