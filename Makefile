@@ -23,12 +23,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
-# The main job on the embedded models: the support desk team over 40 real BANKING77 tickets.
+# The main job on the embedded defaults: the support desk over 500 real BANKING77 test tickets.
+# The first run fine-tunes its router on the 10,003 training tickets (about 3 min, cached).
 DEMO_OUT ?= demo-results.jsonl
 demo: setup
-	rm -f $(DEMO_OUT) $(DEMO_OUT).mlflow-run
-	$(BIN)/slm-agents run examples/support_desk.yaml --input examples/data/support_tickets.csv \
-		--output $(DEMO_OUT)
+	rm -f $(DEMO_OUT) $(DEMO_OUT).mlflow-run $(DEMO_OUT).review.jsonl
+	$(BIN)/slm-agents run examples/support_desk.yaml \
+		--input examples/data/support_tickets_500.csv --output $(DEMO_OUT)
 
 test: setup
 	$(BIN)/python -m pytest

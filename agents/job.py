@@ -10,9 +10,10 @@
   written as records with ``error`` set; the rest of the batch goes on.
 - **One MLflow run** per job, with a trace per request; a resumed job reopens the same run (its
   id is kept in ``<output>.mlflow-run``). Params: the team spec; metrics: the summary.
-- **Summary** (:class:`JobSummary`) over the whole output file, earlier sessions included:
-  accuracy where labels exist, share handled by SLMs alone, escalations, p50/p95 latency,
-  tokens and cost.
+- **Summary** (:class:`JobSummary`) over the whole output file, earlier runs of a resumed job
+  included: who handled each request (SLMs alone, the LLM tier, or human review), accuracy on
+  the requests handled automatically, escalations, p50/p95 latency, tokens, cost, and what
+  sending every request to a hosted LLM would have cost at the same price table.
 """
 
 from __future__ import annotations
@@ -25,36 +26,77 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from slm_agents.pricing import PriceTable
 from slm_agents.requests_file import Request, read_requests
 from slm_agents.result import Result, Task
+
+if TYPE_CHECKING:
+    from slm_agents.teamspec import TeamSpec
+
+HANDLERS = ("slm", "llm", "review")  # a record's ``handled_by``
 
 
 @dataclass
 class JobSummary:
     output: str
     requests: int  # rows in the input
-    processed_now: int  # handled in this session (the rest were already in the output)
+    processed_now: int  # handled by this call (the rest were already in the output)
     ok: int
     errors: int
-    labelled: int
-    accuracy: float | None  # over the labelled rows that succeeded
-    slm_share: float | None  # of the successful requests: handled without the LLM tier
+    labelled: int  # labelled requests handled automatically (by SLMs or the LLM tier)
+    accuracy: float | None  # over those: the answers nobody checks before they go out
+    automatic_share: float | None  # of the successful requests: answered without review
+    slm_share: float | None  # of the successful requests: handled by SLMs alone
+    llm_share: float | None  # ... answered by the LLM tier
+    review_share: float | None  # ... sent to human review
     escalated: int  # requests where a pattern or specialist escalated
     latency_p50_s: float | None
     latency_p95_s: float | None
     tokens: int
     cost_usd: float
-    seconds: float  # wall time of this session
+    llm_only_cost_usd: float  # every successful request sent to a hosted LLM instead
+    seconds: float  # wall time of this call
     run_id: str | None = None
 
     def metrics(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items() if isinstance(v, int | float)}
 
+    def table_rows(self) -> dict[str, str]:
+        """The summary as the CLI prints it: label -> value."""
+        ratio = self.cost_usd / self.llm_only_cost_usd if self.llm_only_cost_usd else None
+        return {
+            "handled now / already done": f"{self.processed_now} / "
+            f"{self.requests - self.processed_now}",
+            "ok / errors": f"{self.ok} / {self.errors}",
+            "accuracy, handled automatically": _share(self.accuracy, f" of {self.labelled}"),
+            "handled automatically": _share(self.automatic_share),
+            "by SLMs alone / LLM tier / human review": " / ".join(
+                _share(s) for s in (self.slm_share, self.llm_share, self.review_share)
+            ),
+            "escalations": str(self.escalated),
+            "latency p50 / p95": _latency(self.latency_p50_s, self.latency_p95_s),
+            "tokens": f"{self.tokens:,}",
+            "cost (price table)": f"${self.cost_usd:.6f}",
+            "every request to a hosted LLM": f"${self.llm_only_cost_usd:.6f}"
+            + ("" if ratio is None else f" ({ratio:.1%} of it spent)"),
+            "wall time": f"{self.seconds:.1f} s",
+        }
+
+
+def _share(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.1%}{suffix}"
+
+
+def _latency(p50: float | None, p95: float | None) -> str:
+    if p50 is None or p95 is None:
+        return "-"
+    return f"{p50 * 1000:.0f} ms / {p95 * 1000:.0f} ms"
+
 
 def run_job(
-    spec_path: str | Path,
+    spec_path: str | Path | TeamSpec,
     input_path: str | Path,
     output_path: str | Path,
     *,
@@ -65,15 +107,17 @@ def run_job(
     progress: bool = True,
     on_batch: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> JobSummary:
-    """Run the team of ``spec_path`` over ``input_path``; append records to ``output_path``."""
+    """Run the team of ``spec_path`` (a file, or a loaded :class:`TeamSpec`) over
+    ``input_path``; append records to ``output_path``. Tickets a review agent takes are queued
+    in ``<output>.review.jsonl`` unless the spec names a queue file."""
     from slm_agents import tracking
-    from slm_agents.teamspec import load_team_spec
+    from slm_agents.teamspec import TeamSpec, load_team_spec
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     started = time.perf_counter()
-    spec = load_team_spec(spec_path)
+    spec = spec_path if isinstance(spec_path, TeamSpec) else load_team_spec(spec_path)
     columns = spec.input
     requests = read_requests(input_path, columns.text_column, columns.id_column,
                              columns.label_column)[:limit]  # fmt: skip
@@ -90,7 +134,7 @@ def run_job(
         if run_id:
             run_file.write_text(run_id)
         if todo:
-            team, entry = spec.build(address)
+            team, entry = spec.build(address, review_queue=review_queue_of(output))
             bar = tqdm(total=len(requests), initial=len(requests) - len(todo),
                        desc=f"{spec.name}", unit="req", disable=not progress)  # fmt: skip
             try:
@@ -104,7 +148,8 @@ def run_job(
             finally:  # Ray-hosted agents free their actors, also when a batch raised
                 bar.close()
                 team.shutdown()
-        summary = summarise(output, {r.id for r in requests}, len(requests), len(todo))
+        summary = summarise(output, {r.id for r in requests}, len(requests), len(todo),
+                            prices=PriceTable(spec.prices))  # fmt: skip
         summary.seconds = round(time.perf_counter() - started, 2)
         summary.run_id = run_id
         if track:
@@ -139,6 +184,8 @@ def record(
 ) -> dict[str, Any]:
     """One output line: the answer, the path, and what it cost."""
     agents = [s.agent for s in result.path if s.kind != "decision"]
+    llm = any(a in llm_tier for a in agents)
+    review = any(s.kind == "review" for s in result.path)
     out: dict[str, Any] = {
         "id": request.id,
         "input": request.text,
@@ -147,7 +194,8 @@ def record(
         "error": result.error,
         "label": request.label,
         "agents": agents,
-        "llm_tier": any(a in llm_tier for a in agents),
+        "llm_tier": llm,
+        "handled_by": "review" if review else "llm" if llm else "slm",
         "escalated": any(s.decision.startswith("escalate") for s in result.path),
         "latency_s": round(result.latency_s, 4),
         "tokens": result.tokens,
@@ -155,9 +203,14 @@ def record(
         "cost_by_agent": {a: u["cost"] for a, u in result.usage_by_agent().items() if u["cost"]},
         "trace_id": result.trace_id,
     }
-    if request.label is not None and result.ok:
+    if request.label is not None and result.ok and not review:
         out["correct"] = str(answer_label(result.output, label_field)) == request.label
     return out
+
+
+def review_queue_of(output: Path) -> Path:
+    """Where a job writing ``output`` queues the requests its review agents take."""
+    return output.with_name(output.name + ".review.jsonl")
 
 
 def answer_label(output: Any, field: str | None = None) -> Any:
@@ -191,12 +244,31 @@ def completed_ids(output: Path) -> set[str]:
     return ids
 
 
-def summarise(output: Path, wanted: set[str], requests: int, processed_now: int) -> JobSummary:
-    """The summary over the records of ``output`` that belong to this input."""
+def summarise(
+    output: Path,
+    wanted: set[str],
+    requests: int,
+    processed_now: int,
+    prices: PriceTable | None = None,
+) -> JobSummary:
+    """The summary over the records of ``output`` that belong to this input.
+
+    ``llm_only_cost_usd`` prices each successful request as one call of the price table's
+    ``llm`` with the request's words as input tokens and one output token: a lower bound (no
+    instructions, no label list), so the saving it shows is never overstated.
+    """
+    from slm_agents.pricing import DEFAULT_TABLE, HOSTED_LLM
+
+    prices = prices or DEFAULT_TABLE
     records = [r for r in _read_records(output) if r.get("id") in wanted]
     ok = [r for r in records if not r.get("error")]
     labelled = [r for r in ok if "correct" in r]
     latencies = sorted(r["latency_s"] for r in ok if "latency_s" in r)
+    handled = [_handled_by(r) for r in ok]
+
+    def share(count: int) -> float | None:
+        return round(count / len(ok), 4) if ok else None
+
     return JobSummary(
         output=str(output),
         requests=requests,
@@ -207,14 +279,28 @@ def summarise(output: Path, wanted: set[str], requests: int, processed_now: int)
         accuracy=round(sum(r["correct"] for r in labelled) / len(labelled), 4)
         if labelled
         else None,
-        slm_share=round(sum(not r["llm_tier"] for r in ok) / len(ok), 4) if ok else None,
+        automatic_share=share(sum(h != "review" for h in handled)),
+        slm_share=share(handled.count("slm")),
+        llm_share=share(handled.count("llm")),
+        review_share=share(handled.count("review")),
         escalated=sum(bool(r.get("escalated")) for r in ok),
         latency_p50_s=_quantile(latencies, 0.5),
         latency_p95_s=_quantile(latencies, 0.95),
         tokens=sum(r.get("tokens", 0) for r in ok),
         cost_usd=round(sum(r.get("cost_usd", 0.0) for r in ok), 8),
+        llm_only_cost_usd=round(
+            sum(prices.cost(HOSTED_LLM, len(str(r.get("input") or "").split()), 1) for r in ok), 8
+        ),
         seconds=0.0,
     )
+
+
+def _handled_by(record: dict[str, Any]) -> str:
+    """``slm``, ``llm`` or ``review``; records written before ``handled_by`` existed say
+    only whether the LLM tier ran."""
+    if record.get("handled_by") in HANDLERS:
+        return record["handled_by"]
+    return "llm" if record.get("llm_tier") else "slm"
 
 
 def _read_records(output: Path) -> Iterator[dict[str, Any]]:

@@ -21,12 +21,13 @@ class Price:
             raise ValueError(f"prices must be >= 0, got {self}")
 
 
+HOSTED_LLM = "llm"  # the price table's name for a hosted general model (the LLM tier)
 # USD per million tokens. Documented in docs/architecture.md ("Cost").
 DEFAULT_PRICES: dict[str, Price] = {
     "all-minilm-l6-v2": Price(0.005, 0.0),
     "smollm2-135m-instruct": Price(0.02, 0.04),
     "gemma-3-270m": Price(0.04, 0.08),
-    "llm": Price(0.15, 0.60),
+    HOSTED_LLM: Price(0.15, 0.60),
 }
 FALLBACK = Price(0.15, 0.60)  # an unknown model is priced like the LLM tier: never free by accident
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+# Python's csv module refuses cells over 131,072 characters and stops the whole file there; we
+# read any size and make a row with such a cell (a pasted log, say) its own error instead.
+MAX_CSV_CELL = 131_072
+HUGE = "\0huge cells"  # key of the cells dropped from a row for their size (no column has it)
 
 
 class RequestsFileError(ValueError):
@@ -59,7 +64,8 @@ def read_requests(
         if isinstance(row, str):  # the row could not be read; row holds the reason
             requests.append(Request(f"row-{number}", None, error=f"{where}: {row}"))
             continue
-        columns_seen |= set(row)
+        huge = row.pop(HUGE, None)
+        columns_seen |= set(row) | set(huge or ())
         rid = str(row.get(id_column) or f"row-{number}")
         text = _joined(row.get(text_column))
         label = row.get(label_column) if label_column else None
@@ -69,6 +75,11 @@ def read_requests(
         )
         if rid in seen:
             request.id, request.error = f"row-{number}", f"{where}: duplicate id {rid!r}"
+        elif huge:
+            column, size = next(iter(huge.items()))
+            request.error = (
+                f"{where}: cell {column!r} has {size:,} characters; the limit is {MAX_CSV_CELL:,}"
+            )
         elif text_column not in row:
             request.error = f"{where}: no {text_column!r} column; it has {sorted(row)}"
         elif not isinstance(text, str):
@@ -91,17 +102,29 @@ def _csv_rows(path: Path, raw: bytes) -> list[tuple[int, dict[str, Any] | str]]:
     text = raw.decode(
         "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8", "surrogateescape"
     )
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        raise RequestsFileError(f"{path}: empty file, no header row")
-    out: list[tuple[int, dict[str, Any] | str]] = []
-    for number, row in enumerate(reader, start=1):
-        if None in row:  # more cells than header columns
-            out.append((number, f"{len(row[None]) + len(reader.fieldnames)} cells for "
-                                f"{len(reader.fieldnames)} columns"))  # fmt: skip
-            continue
-        out.append((number, dict(row)))
-    return out
+    limit = csv.field_size_limit(sys.maxsize)  # the file is in memory already; we check below
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames:
+            raise RequestsFileError(f"{path}: empty file, no header row")
+        out: list[tuple[int, dict[str, Any] | str]] = []
+        for number, row in enumerate(reader, start=1):
+            if None in row:  # more cells than header columns
+                out.append((number, f"{len(row[None]) + len(reader.fieldnames)} cells for "
+                                    f"{len(reader.fieldnames)} columns"))  # fmt: skip
+                continue
+            out.append((number, _without_huge_cells(dict(row))))
+        return out
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _without_huge_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with any cell over :data:`MAX_CSV_CELL` dropped and named under ``HUGE``."""
+    huge = {k: len(v) for k, v in row.items() if isinstance(v, str) and len(v) > MAX_CSV_CELL}
+    if not huge:
+        return row
+    return {**{k: v for k, v in row.items() if k not in huge}, HUGE: huge}
 
 
 def _jsonl_rows(raw: bytes) -> list[tuple[int, dict[str, Any] | str]]:

@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from slm_agents.pricing import Price
 from slm_agents.runtime.config import HostingConfig
 
@@ -48,7 +55,8 @@ class _Strict(BaseModel):
 
 
 KIND_FIELDS = {
-    "support-router": {"departments_file", "threshold", "temperature"},
+    "support-router": {"departments_file", "threshold", "temperature", "train"},
+    "review": {"queue_file"},
     "extractor": {"schema_file", "adapter_dir", "hooks"},
     "coder": {"max_repairs", "limits", "style"},
     "planner": {"specialists", "descriptions", "max_steps", "compose"},
@@ -56,9 +64,27 @@ KIND_FIELDS = {
 REQUIRED = {"support-router": ("departments_file",), "planner": ("specialists",)}
 
 
+class RouterTrainingEntry(_Strict):
+    """``train:`` of a support router: fine-tune it on these tickets on first use (cached).
+
+    The fields of :class:`slm_agents.trained_router.RouterTraining`; ``data`` is relative to
+    the spec file, the base model is the entry's ``model``.
+    """
+
+    data: str
+    text_column: str = "text"
+    label_column: str = "label"
+    epochs: int = Field(2, ge=1, le=50)
+    max_minutes: float = Field(10.0, gt=0)
+    per_label: int | None = Field(None, ge=2)
+    calibration: float = Field(0.1, gt=0.0, lt=1.0)
+    target_accuracy: float = Field(0.99, gt=0.0, le=1.0)
+    seed: int = 0
+
+
 class AgentEntry(_Strict):
-    kind: Literal["llm", "classifier", "support-router", "extractor", "coder", "planner"]
-    model: str
+    kind: Literal["llm", "classifier", "support-router", "extractor", "coder", "planner", "review"]
+    model: str | None = None  # every kind but review needs one
     prompt: str = "{text}"
     system: str | None = None
     json_schema: dict[str, Any] | None = None
@@ -85,6 +111,8 @@ class AgentEntry(_Strict):
     descriptions: dict[str, str] | None = None
     max_steps: int | None = Field(None, ge=1, le=16)
     compose: bool | None = None
+    train: RouterTrainingEntry | None = None
+    queue_file: str | None = None  # review: the JSONL queue (default: beside the job's output)
 
     @model_validator(mode="before")
     @classmethod
@@ -102,6 +130,8 @@ class AgentEntry(_Strict):
         missing = [n for n in REQUIRED.get(self.kind, ()) if getattr(self, n) is None]
         if missing:
             raise ValueError(f"kind {self.kind!r} needs {missing}")
+        if self.model is None and self.kind != "review":
+            raise ValueError(f"kind {self.kind!r} needs a model")
         return self
 
     def options(self) -> dict[str, Any]:
@@ -131,7 +161,16 @@ class Hosting(HostingConfig):
 class CascadeFlow(_Strict):
     small: str
     large: str
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # "calibrated": the threshold the small agent's training calibrated on held-out tickets
+    threshold: float | str = 0.5
+    answer_field: str | None = None  # the small agent's field the large agent's answer fills
+
+    @field_validator("threshold")
+    @classmethod
+    def _a_share_or_calibrated(cls, value: float | str) -> float | str:
+        if value == "calibrated" or (isinstance(value, float | int) and 0.0 <= value <= 1.0):
+            return value
+        raise ValueError(f"must be a number in [0, 1] or 'calibrated', got {value!r}")
 
 
 class RouteFlow(_Strict):
@@ -188,18 +227,26 @@ class TeamSpec(_Strict):
     hosting: Hosting = Field(default_factory=Hosting)
     source: Path | None = Field(None, exclude=True)
 
-    def build(self, address: str | None = None) -> tuple[Any, Any]:
-        """(Team of the named agents, the entry Agent the flow describes). Loads the models.
+    def build(
+        self, address: str | None = None, review_queue: str | Path | None = None
+    ) -> tuple[Any, Any]:
+        """(Team of the named agents, the entry Agent the flow describes). Loads the models;
+        trains a support router that asks for it and is not in the cache yet.
 
         ``address`` (a Ray address) hosts the agents on Ray, as ``hosting.ray: true`` does.
+        ``review_queue``: the queue file of review agents that name none.
         """
+        from slm_agents.human_review import HumanReview
         from slm_agents.patterns import Cascade, Pipeline, Route
         from slm_agents.team import Team
 
         base = self.source.parent if self.source else Path.cwd()
-        agents = {name: self._build_agent(name, e, base, address)
-                  for name, e in self.agents.items() if e.kind != "planner"}  # fmt: skip
-        for name, entry in self.agents.items():
+        entries = {name: self._trained(e, base) for name, e in self.agents.items()}
+        agents = {name: self._build_agent(name, e, base, address) for name, e in entries.items()
+                  if e.kind not in ("planner", "review")}  # fmt: skip
+        for name, entry in entries.items():
+            if entry.kind == "review":
+                agents[name] = HumanReview(name, entry.queue_file or review_queue)
             if entry.kind == "planner":
                 agents[name] = self._planner(name, entry, base, agents)
         team = Team(agents)
@@ -208,12 +255,30 @@ class TeamSpec(_Strict):
             return team, team[flow.agent]
         if flow.cascade:
             c = flow.cascade
-            return team, Cascade(team[c.small], team[c.large], threshold=c.threshold)
+            threshold = entries[c.small].threshold if c.threshold == "calibrated" else c.threshold
+            return team, Cascade(team[c.small], team[c.large], threshold=threshold,
+                                 answer_field=c.answer_field)  # fmt: skip
         if flow.route:
             r = flow.route
             routes = {label: team[name] for label, name in r.routes.items()}
             return team, Route(team[r.router], routes, default=r.default)
         return team, Pipeline([team[name] for name in flow.pipeline or []])
+
+    @staticmethod
+    def _trained(entry: AgentEntry, base: Path) -> AgentEntry:
+        """A support router with ``train:`` as the trained, calibrated router it asks for."""
+        if entry.train is None:
+            return entry
+        from slm_agents.trained_router import RouterTraining, trained_router
+
+        settings = entry.train.model_dump() | {"data": str(base / entry.train.data),
+                                               "base_model": entry.model}  # fmt: skip
+        router = trained_router(RouterTraining(**settings), base / entry.departments_file)
+        calibrated = {"model": str(router.path), "temperature": router.temperature,
+                      "threshold": router.threshold, "train": None}  # fmt: skip
+        given = {k: v for k, v in entry.model_dump(include={"temperature", "threshold"}).items()
+                 if v is not None}  # fmt: skip
+        return entry.model_copy(update=calibrated | given)
 
     def _build_agent(self, name: str, entry: AgentEntry, base: Path, address: str | None) -> Any:
         from slm_agents.runtime.spec import AgentSpec
@@ -286,7 +351,11 @@ def load_team_spec(path: str | Path) -> TeamSpec:
     for field, name in spec.flow.names():
         if name not in spec.agents:
             raise TeamSpecError(f"{path}: {field}: no agent {name!r}; agents are {known}")
+    if spec.flow.cascade:
+        _check_cascade(path, spec)
     for name, entry in spec.agents.items():
+        if entry.train is not None and not (path.parent / entry.train.data).exists():
+            raise TeamSpecError(f"{path}: agents.{name}.train.data: no file {entry.train.data}")
         if entry.adapter is not None and entry.adapter not in entry.adapters:
             raise TeamSpecError(
                 f"{path}: agents.{name}.adapter: {entry.adapter!r} is not in its adapters "
@@ -304,6 +373,24 @@ def load_team_spec(path: str | Path) -> TeamSpec:
                     f"it can call {callable_}"
                 )
     return spec
+
+
+def _check_cascade(path: Path, spec: TeamSpec) -> None:
+    """A calibrated threshold needs a router that calibrates; a router's dict answers need an
+    ``answer_field`` for the large agent's answer, so every record has one shape."""
+    c = spec.flow.cascade
+    small = spec.agents[c.small]
+    if c.threshold == "calibrated" and small.train is None:
+        raise TeamSpecError(
+            f"{path}: flow.cascade.threshold: 'calibrated' needs agents.{c.small}.train (a "
+            "support router trained and calibrated on held-out tickets); or give a number"
+        )
+    if small.kind == "support-router" and c.answer_field is None:
+        raise TeamSpecError(
+            f"{path}: flow.cascade.answer_field: agents.{c.small} answers with "
+            "{intent, department, escalate}; name the field agents."
+            f"{c.large}'s answer fills (e.g. department), so every record has one shape"
+        )
 
 
 def _read_schema(path: Path) -> dict[str, Any]:

@@ -79,7 +79,10 @@ class Encoded:
     """Texts tokenized once (no padding); batches are padded to their own longest text."""
 
     def __init__(self, tokenizer: Any, texts: list[str], max_length: int):
-        self.ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        # no texts (a validation share that rounds to nothing): the fast tokenizer fails on []
+        self.ids = (
+            tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
+        )
         self.lengths = [len(x) for x in self.ids]
         self.pad_id = tokenizer.pad_token_id or 0
 

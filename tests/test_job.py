@@ -183,3 +183,21 @@ def test_the_example_teams_run_on_their_sample_data(tmp_path, team, data, keys):
     [row] = records(out)
     assert row["error"] is None and summary.ok == 1, row["error"]
     assert set(row["output"]) == keys
+
+
+def test_a_pasted_300_kb_log_in_one_csv_cell_fails_only_its_row(tmp_path):
+    data = tmp_path / "tickets.csv"
+    log = "Traceback (most recent call last): disk full\n" * 7_000  # ~315 KB in one cell
+    data.write_text(
+        f'id,text,department\n1,my card is lost,cards\n2,"{log}",account\n'
+        "3,I want to send money abroad,transfers\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["run", str(spec(tmp_path, ROUTER_SPEC)), "--input", str(data),
+                                 "--output", str(out), "--no-track"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    by_id = {r["id"]: r for r in records(out)}
+    assert len(by_id) == 3
+    assert by_id["2"]["error"].endswith("the limit is 131,072")
+    assert by_id["1"]["error"] is None and by_id["3"]["error"] is None

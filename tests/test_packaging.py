@@ -6,6 +6,7 @@ installs ``agents``), so the folders install as ``slm_agents`` and ``slm_agents.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -50,22 +51,21 @@ def test_installed_environment_has_no_top_level_agents_or_finetune(tmp_path):
 
 @pytest.mark.slow
 def test_wheel_holds_only_slm_agents(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    [wheel] = tmp_path.glob("slm_agents-*.whl")
+    # Build from a copy of the tracked files: setuptools leaves build/ in the source tree, and a
+    # stale build/ would put modules into the wheel that the checkout no longer has.
+    source = tmp_path / "source"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
+         "pyproject.toml", "README.md", "agents", "finetune"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode()  # fmt: skip
+    for name in filter(lambda n: n and (REPO / n).is_file(), listed.split("\0")):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    wheels = tmp_path / "wheels"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels)]
+    subprocess.run([*pip_wheel, str(source)], check=True, capture_output=True)
+    [wheel] = wheels.glob("slm_agents-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"slm_agents"}

@@ -77,3 +77,22 @@ def test_whole_file_problems_name_the_file(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(RequestsFileError, match="empty file"):
         read_requests(tmp_path / "empty.csv")
+
+
+def test_a_csv_cell_over_the_csv_field_limit_is_its_own_error(tmp_path):
+    # Python's csv stops at cells over 131,072 characters; a pasted 300 KB log must not stop
+    # the file there: its row is an error naming the cell, the rows after it are read.
+    log = "ERROR disk full at /var/log/app " * 10_000  # 320,000 characters
+    path = tmp_path / "tickets.csv"
+    path.write_text(f'id,text\n1,my card is lost\n2,"{log}"\n3,send money abroad\n')
+    requests = read_requests(path)
+    assert [r.id for r in requests] == ["1", "2", "3"]
+    ok, bad, after = requests
+    assert ok.error is None and after.error is None and after.text == "send money abroad"
+    assert bad.error == (
+        "tickets.csv row 2: cell 'text' has 320,000 characters; the limit is 131,072"
+    )
+    assert bad.text is None  # the output record does not repeat the 300 KB
+    import csv
+
+    assert csv.field_size_limit() == 131_072  # the process-wide limit is restored

@@ -38,7 +38,8 @@ def write(tmp_path: Path, text: str) -> Path:
         (("small: router", "small: rooter"),
          "flow.cascade.small: no agent 'rooter'; agents are ['backup', 'router']"),
         (("threshold: 0.3", "threshold: 3"),
-         "flow.cascade.threshold: Input should be less than or equal to 1"),
+         "flow.cascade.threshold: Value error, must be a number in [0, 1] or 'calibrated', "
+         "got 3.0"),
         (("input: {", "input: {colour: red, "), "input.colour: Extra inputs are not permitted"),
         ((CASCADE, "agent: router\n  pipeline: [router]"),
          "give exactly one of agent, cascade, route, pipeline"),

@@ -4,12 +4,17 @@ large agent is called as well and its answer wins.
 ``calibrate`` sets the threshold from a labelled sample, either to a target share of tasks sent
 to the large agent (as RouteLLM calibrates routers) or to the lowest share that reaches a
 target accuracy.
+
+One shape per cascade: when the small agent answers with a dict (a router's
+``{"intent", "department", ...}``) and the large one with a bare answer, ``answer_field`` maps
+the large agent's answer onto the small agent's fields, so every Result has the same keys.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from slm_agents.agent import Agent, merge, split_valid
@@ -18,12 +23,25 @@ from slm_agents.result import Result, Task
 
 
 class Cascade(Agent):
+    """``small`` answers; tasks below ``threshold`` (or where it failed) go to ``large`` too.
+
+    ``answer_field``: an escalated task keeps the small agent's dict output with this field set
+    to the large agent's answer (its ``answer_field`` when the answer is a dict itself).
+    """
+
     def __init__(
-        self, small: Agent, large: Agent, *, threshold: float = 0.5, name: str = "cascade"
+        self,
+        small: Agent,
+        large: Agent,
+        *,
+        threshold: float = 0.5,
+        name: str = "cascade",
+        answer_field: str | None = None,
     ):
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.small, self.large, self.threshold, self.name = small, large, threshold, name
+        self.answer_field = answer_field
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)
@@ -47,8 +65,17 @@ class Cascade(Agent):
             }
             second = self.large.run_batch([valid[i] for i in escalate])
             for i, result in zip(escalate, second, strict=True):
-                out[i] = chain(first[i], decided[i], then=result)
+                out[i] = chain(first[i], decided[i], then=self._shaped(first[i], result))
         return merge(len(tasks), errors, out)
+
+    def _shaped(self, small: Result, large: Result) -> Result:
+        """``large`` with its answer put into ``small``'s fields (see ``answer_field``)."""
+        if self.answer_field is None or not large.ok or not isinstance(small.output, dict):
+            return large
+        answer = large.output
+        if isinstance(answer, dict):
+            answer = answer.get(self.answer_field)
+        return replace(large, output={**small.output, self.answer_field: answer})
 
     def calibrate(
         self,

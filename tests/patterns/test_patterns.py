@@ -132,6 +132,28 @@ def test_cascade_escalates_small_model_errors():
     assert r.ok and r.output == "fixed" and "garbage" in r.path[1].decision
 
 
+def test_cascade_maps_the_large_answer_onto_the_small_agents_fields():
+    router = by_meta("router")
+    shaped = Cascade(router, const("llm", "transfers"), threshold=0.7, answer_field="department")
+    plain = Cascade(router, const("llm", "transfers"), threshold=0.7)
+    tasks = [
+        Task("a", meta={"answer": {"intent": "card_arrival", "department": "cards"}, "conf": 0.9}),
+        Task(
+            "b", meta={"answer": {"intent": "top_up_failed", "department": "top_up"}, "conf": 0.2}
+        ),
+    ]
+    accepted, escalated = shaped.run_batch(tasks)
+    assert accepted.output == {"intent": "card_arrival", "department": "cards"}
+    assert escalated.output == {"intent": "top_up_failed", "department": "transfers"}
+    assert plain.run_batch(tasks)[1].output == "transfers"  # without it: two shapes
+    # a dict answer gives its own answer_field
+    review = const("review", {"review": "queued"})
+    [queued] = Cascade(router, review, threshold=0.7, answer_field="department").run_batch(
+        tasks[1:]
+    )
+    assert queued.output == {"intent": "top_up_failed", "department": None}
+
+
 def test_calibration_hits_a_target_share_or_accuracy():
     conf = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     small_ok = [False, False, False, True, True, True, True, True, True, True]
