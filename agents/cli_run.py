@@ -35,34 +35,12 @@ def run_command(
             track=track,
         )  # fmt: skip
     except (TeamSpecError, RequestsFileError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc)) from exc
     table = Table(title=f"{team.stem}: {summary.requests} requests -> {output}")
     table.add_column("")
     table.add_column("value", justify="right")
-    rows = {
-        "handled now / already done": f"{summary.processed_now} / "
-        f"{summary.requests - summary.processed_now}",
-        "ok / errors": f"{summary.ok} / {summary.errors}",
-        "accuracy (labelled rows)": _share(summary.accuracy, f" of {summary.labelled}"),
-        "handled by SLMs alone": _share(summary.slm_share),
-        "escalations": str(summary.escalated),
-        "latency p50 / p95": _latency(summary.latency_p50_s, summary.latency_p95_s),
-        "tokens": f"{summary.tokens:,}",
-        "cost (price table)": f"${summary.cost_usd:.6f}",
-        "wall time": f"{summary.seconds:.1f} s",
-    }
-    for key, value in rows.items():
+    for key, value in summary.table_rows().items():
         table.add_row(key, value)
     console.print(table)
     if summary.run_id:
         console.print(f"MLflow run [bold]{summary.run_id}[/] (one trace per request)")
-
-
-def _share(value: float | None, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.1%}{suffix}"
-
-
-def _latency(p50: float | None, p95: float | None) -> str:
-    if p50 is None or p95 is None:
-        return "-"
-    return f"{p50 * 1000:.0f} ms / {p95 * 1000:.0f} ms"

@@ -51,6 +51,7 @@ class JobSummary:
     slm_share: float | None  # of the successful requests: handled by SLMs alone
     llm_share: float | None  # ... answered by the LLM tier
     review_share: float | None  # ... sent to human review
+    reviewed_guess_accuracy: float | None  # the first agent's guesses on those sent to review
     escalated: int  # requests where a pattern or specialist escalated
     latency_p50_s: float | None
     latency_p95_s: float | None
@@ -75,6 +76,7 @@ class JobSummary:
             "by SLMs alone / LLM tier / human review": " / ".join(
                 _share(s) for s in (self.slm_share, self.llm_share, self.review_share)
             ),
+            "its first guess on those sent to review": _share(self.reviewed_guess_accuracy),
             "escalations": str(self.escalated),
             "latency p50 / p95": _latency(self.latency_p50_s, self.latency_p95_s),
             "tokens": f"{self.tokens:,}",
@@ -205,6 +207,10 @@ def record(
     }
     if request.label is not None and result.ok and not review:
         out["correct"] = str(answer_label(result.output, label_field)) == request.label
+    if request.label is not None and result.ok and review and result.path:
+        # what answering without review would have scored: the first agent's own answer
+        guess = answer_label(result.path[0].output, label_field)
+        out["guess_correct"] = str(guess) == request.label
     return out
 
 
@@ -263,6 +269,7 @@ def summarise(
     records = [r for r in _read_records(output) if r.get("id") in wanted]
     ok = [r for r in records if not r.get("error")]
     labelled = [r for r in ok if "correct" in r]
+    guessed = [r["guess_correct"] for r in ok if "guess_correct" in r]
     latencies = sorted(r["latency_s"] for r in ok if "latency_s" in r)
     handled = [_handled_by(r) for r in ok]
 
@@ -283,6 +290,7 @@ def summarise(
         slm_share=share(handled.count("slm")),
         llm_share=share(handled.count("llm")),
         review_share=share(handled.count("review")),
+        reviewed_guess_accuracy=round(sum(guessed) / len(guessed), 4) if guessed else None,
         escalated=sum(bool(r.get("escalated")) for r in ok),
         latency_p50_s=_quantile(latencies, 0.5),
         latency_p95_s=_quantile(latencies, 0.95),

@@ -75,6 +75,8 @@ def test_first_run_trains_and_calibrates_later_runs_reuse_it(desk):
     assert len(reviewed) + len(automatic) == 77
     assert reviewed, f"no ticket below the threshold {calibration['threshold']}: nothing tested"
     assert all(r["output"]["department"] is None and "correct" not in r for r in reviewed)
+    guesses = [r["guess_correct"] for r in reviewed]  # the router's own answer, kept for scoring
+    assert summary.reviewed_guess_accuracy == pytest.approx(sum(guesses) / len(guesses), abs=1e-4)
     assert all(r["confidence"] >= calibration["threshold"] for r in automatic)
     queued = [json.loads(line) for line in review_queue_of(out).read_text().splitlines()]
     assert [q["id"] for q in queued] == [r["id"] for r in reviewed]
