@@ -1,0 +1,79 @@
+"""Traces built from Results: one trace per request, a span per Step of its path.
+
+Steps carry wall-clock start and end times, so spans are placed where they ran, in this
+process or in a Ray actor: the actor never needs MLflow, and nothing crosses a process boundary
+but the Result. Each step's span carries its token usage in MLflow's own attribute, so the
+trace's ``token_usage`` is the request's total. Outputs are JSON structures, not reprs: a
+step's span shows the step's output (its error is the span status's description), the root
+shows ``{"output", "error"}`` of the Result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slm_agents.tracking.payload import to_json, token_usage
+from slm_agents.tracking.store import get_tracker
+
+SPAN_TYPES = {"llm": "LLM", "classifier": "CLASSIFIER", "function": "TOOL", "decision": "CHAIN"}
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _trace_one(result: Any, task: Any, name: str) -> None:
+    import mlflow
+    from mlflow.entities import SpanStatus
+
+    if not result.path:
+        return
+    root = mlflow.start_span_no_context(
+        name,
+        span_type="AGENT",
+        inputs={"task": to_json(getattr(task, "text", task))} if task is not None else None,
+        attributes={"task_id": result.task_id, "cost": result.cost, "agents": result.agents},
+        start_time_ns=_ns(min(s.start_s for s in result.path)),
+    )
+    for step in result.path:
+        attributes: dict[str, Any] = {
+            "model": step.model or "",
+            "confidence": step.confidence,
+            "cost": step.cost,
+            "decision": step.decision,
+        }
+        if step.prompt_tokens or step.completion_tokens:
+            attributes.update(token_usage(step.prompt_tokens, step.completion_tokens))
+        child = mlflow.start_span_no_context(
+            step.agent,
+            span_type=SPAN_TYPES.get(step.kind, "UNKNOWN"),
+            parent_span=root,
+            attributes=attributes,
+            start_time_ns=_ns(step.start_s),
+        )
+        child.end(
+            outputs=to_json(step.output),
+            status=SpanStatus("ERROR", step.error) if step.error else "OK",
+            end_time_ns=_ns(step.end_s),
+        )
+    root.end(
+        outputs={"output": to_json(result.output), "error": result.error},
+        status="ERROR" if result.error else "OK",
+        end_time_ns=_ns(max(s.end_s for s in result.path)),
+    )
+    result.trace_id = root.trace_id
+
+
+def trace_results(
+    results: list[Any], tasks: list[Any] | None = None, name: str = "request"
+) -> None:
+    """One trace per request: a root span, and a child span per Step of its path.
+
+    Sets each Result's ``trace_id``. No-op when tracking is inactive (outside a run and
+    without ``enable()``) or the store has failed.
+    """
+    tracker = get_tracker()
+    if not tracker.active or not tracker.connect():
+        return
+    for i, result in enumerate(results):
+        tracker.fail_open(_trace_one, result, tasks[i] if tasks is not None else None, name)
