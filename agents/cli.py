@@ -75,7 +75,7 @@ def _read_schema(value: str | None) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _fail(f"--json-schema is neither a JSON file nor JSON text: {exc}") from None
+        raise _fail(f"--json-schema is neither a JSON file nor JSON text: {exc}") from exc
 
 
 def _read_inputs(items: list[str] | None, file: Path | None) -> list[str]:
@@ -123,7 +123,7 @@ def generate(
             regex=regex,
         )
     except (ModelNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc)) from exc
     if as_json:
         for g in gens:
             print(
@@ -184,7 +184,7 @@ def classify(
     try:
         clf = EncoderClassifier(model, labels=label_spec, device=device)
     except (ModelNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc)) from exc
     preds = clf.predict(items)
     if as_json:
         for p in preds:
@@ -221,6 +221,7 @@ def demo(
     """Run the embedded models on real tickets and a receipt; log everything to MLflow."""
     from slm_agents.demo import run_demo
     from slm_agents.tracking import get_tracker
+    from slm_agents.tracking.failures import mask_secrets
 
     _quiet_transformers()
     console.print("[bold]slm-agents demo[/]: zero-shot ticket routing, SLM replies, receipt JSON")
@@ -251,11 +252,11 @@ def demo(
     for key, value in result.metrics.items():
         summary.add_row(key, f"{value:.3f}")
     console.print(summary)
-    tracker = get_tracker()
+    store = mask_secrets(get_tracker().tracking_uri)  # a URI may carry a password or token
     if result.run_id:
         console.print(
-            f"MLflow run [bold]{result.run_id}[/] in {tracker.tracking_uri}; browse it with "
-            f"`mlflow ui --backend-store-uri {tracker.tracking_uri}`"
+            f"MLflow run [bold]{result.run_id}[/] in {store}; browse it with "
+            f"`mlflow ui --backend-store-uri {store}`"
         )
 
 
