@@ -19,9 +19,9 @@ on. So the Extractor
   rejects, leaves that field raw and adds a warning to ``meta["warnings"]``; it never fails
   the batch;
 - loads a LoRA adapter directory from ``slm-agents finetune extractor`` and, when its
-  ``sft.json`` records the ``instruction`` it was trained with, builds the prompt with the
-  prompt the training recipe uses (``slm_agents.specialists.receipts.receipt_prompt``), so
-  inference matches training token for token. Without an explicit schema, the adapter's recorded schema is used.
+  ``sft.json`` records the ``instruction`` it was trained with, builds the prompt the training
+  recipe uses (``slm_agents.specialists.receipts.receipt_prompt``), so inference matches
+  training token for token. Without an explicit schema, the adapter's recorded schema is used.
 
 Output: an instance of the pydantic class, or a dict for a JSON-schema dict. ``meta`` gets
 ``field_confidence`` (field -> [0, 1]), ``warnings`` (list of str) and ``raw_output`` (the
