@@ -1,8 +1,9 @@
-"""The demo behind ``make demo`` / ``slm-agents demo``: the embedded models on real data.
+"""``slm-agents demo``: a tour of the embedded models on real data, one model at a time.
 
 Routes real support tickets (BANKING77) to departments with the zero-shot encoder, drafts
 replies with the 135M SLM, extracts a receipt (SROIE) as schema-valid JSON, and logs it all to
-one MLflow run with a trace per model call. Issue 5's multi-agent ``slm-agents run`` replaces it.
+one MLflow run with a trace per model call. The main job, a team of agents over a file of
+requests, is ``slm-agents run`` (what ``make demo`` runs).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def read_requests(
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise RequestsFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise RequestsFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     rows = _csv_rows(path, raw) if kind == "csv" else _jsonl_rows(raw)
     requests, seen = [], set()
     columns_seen: set[str] = set()

@@ -36,10 +36,10 @@ class Team(Mapping[str, Agent]):
     def __getitem__(self, name: str) -> Agent:
         try:
             return self._agents[name]
-        except KeyError:
+        except KeyError as exc:
             raise UnknownAgentError(
                 f"no agent named {name!r}; the team has {sorted(self._agents)}"
-            ) from None
+            ) from exc
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._agents)

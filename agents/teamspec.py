@@ -333,10 +333,10 @@ def load_team_spec(path: str | Path) -> TeamSpec:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TeamSpecError(f"{path}: no such file") from None
+    except FileNotFoundError as exc:
+        raise TeamSpecError(f"{path}: no such file") from exc
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TeamSpecError(f"{path}: not readable YAML: {exc}") from None
+        raise TeamSpecError(f"{path}: not readable YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise TeamSpecError(f"{path}: a team spec is a YAML mapping, got {type(raw).__name__}")
     try:
@@ -346,7 +346,7 @@ def load_team_spec(path: str | Path) -> TeamSpec:
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
             for err in exc.errors()
         )
-        raise TeamSpecError(f"{path}: {problems}") from None
+        raise TeamSpecError(f"{path}: {problems}") from exc
     known = sorted(spec.agents)
     for field, name in spec.flow.names():
         if name not in spec.agents:

@@ -349,7 +349,7 @@ def _read_meta(directory: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not readable JSON: {exc}") from None
+        raise ValueError(f"{path} is not readable JSON: {exc}") from exc
     labels = meta.get("labels") if isinstance(meta, dict) else None
     if (
         not isinstance(labels, list)

@@ -44,7 +44,7 @@ def make_constraint(json_schema: Any = None, regex: str | None = None) -> Constr
         try:
             json_schema = json.loads(json_schema)
         except json.JSONDecodeError as exc:
-            raise InputError(f"json_schema is not valid JSON: {exc}") from None
+            raise InputError(f"json_schema is not valid JSON: {exc}") from exc
     if not isinstance(json_schema, dict):
         raise InputError(
             f"json_schema must be a dict, JSON text or pydantic model, got {type(json_schema)}"
@@ -72,7 +72,7 @@ class GrammarCompiler:
             what = "regex" if constraint.regex is not None else "JSON schema"
             reason = str(exc).strip().splitlines()[0]
             reason = re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", reason)  # drop C++ time and source
-            raise InputError(f"invalid {what}: {reason}") from None
+            raise InputError(f"invalid {what}: {reason}") from exc
 
     @staticmethod
     def logits_processor(grammars: list[Any]) -> Any:
