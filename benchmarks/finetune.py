@@ -1,6 +1,6 @@
 """Fine-tuning benchmark: what do LoRA, distillation, int8 and pruning buy on BANKING77?
 
-Goals from issue 4, checked on this machine (2 CPU cores, no GPU):
+Goals, checked on this machine (2 CPU cores, no GPU):
 
 * the 22M MiniLM encoder reaches at least 90% BANKING77 test accuracy trained in at most 10
   minutes (wall clock, from loading the model to the saved classifier);
@@ -30,21 +30,13 @@ Run: ``.venv/bin/python benchmarks/finetune.py`` (about 15 minutes on a quiet ma
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from inference import OtherCpuUse, check_quiet, console, finish, machine_facts  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "banking77"
-RESULT = ROOT / "benchmarks" / "results" / "finetune.json"
+import harness
+from harness import console, timed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,36 +47,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--student-steps", type=int, default=600)
     parser.add_argument("--recover-minutes", type=float, default=1.5)
     parser.add_argument("--test-rows", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=RESULT)
+    harness.add_output_option(parser, "finetune")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.max_minutes, args.student_steps = 1, 1.0, 40
         args.recover_minutes, args.test_rows = 0.2, args.test_rows or 300
-        if args.output == RESULT:
-            args.output = RESULT.with_name("finetune.quick.json")
+    args.output = harness.output_path(args, "finetune")
     return args
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any]:
     from slm_agents.finetune.data import LabelledTexts, load_labelled
 
-    train = load_labelled(DATA / "train.csv", "text", "category")
-    test = load_labelled(DATA / "test.csv", "text", "category")
+    train = load_labelled(harness.data_file("banking77", "train.csv"), "text", "category")
+    test = load_labelled(harness.data_file("banking77", "test.csv"), "text", "category")
     if args.quick:
         train = LabelledTexts(train.texts[::8], train.labels[::8], f"{train.source}[::8]")
     if args.test_rows:
         step = max(1, len(test) // args.test_rows)
         test = LabelledTexts(test.texts[::step], test.labels[::step], f"{test.source}[::{step}]")
     return train, test
-
-
-def timed(fn: Any) -> tuple[Any, float, float | None]:
-    """Run fn once; wall seconds and other processes' CPU share meanwhile."""
-    with OtherCpuUse() as others:
-        started = time.perf_counter()
-        value = fn()
-        seconds = time.perf_counter() - started
-    return value, round(seconds, 1), others.fraction
 
 
 def zero_shot(test: Any) -> dict[str, Any]:
@@ -111,7 +93,7 @@ def lora_classifier(train: Any, test: Any, args: argparse.Namespace, out: Path) 
         "validation_rows": result.validation_rows,
         "epochs": result.report.epochs_run,
         "stopped": result.report.stopped,
-        "wall_seconds": seconds,
+        "wall_seconds": round(seconds, 1),
         "loop_seconds": result.report.seconds,
         "validation_accuracy_start": result.start_accuracy,
         "validation_accuracy": result.accuracy,
@@ -148,7 +130,7 @@ def distillation(
             "test_accuracy": scores["accuracy"],
             "loop_seconds": result.report.seconds,
             "steps": result.report.steps,
-            "wall_seconds": seconds,
+            "wall_seconds": round(seconds, 1),
             "others_cpu": others,
         }
     return rows
@@ -170,16 +152,17 @@ def compression(source: Path, train: Any, test: Any, args: argparse.Namespace, w
     out = {}
     for name, step in steps.items():
         report, seconds, others = timed(step)
-        out[name] = {**report, "wall_seconds": seconds, "others_cpu": others}
+        out[name] = {**report, "wall_seconds": round(seconds, 1), "others_cpu": others}
         console.print(f"  {name}: {seconds:.0f} s")
     return out
 
 
 def print_report(results: dict[str, Any]) -> None:
     clf = results["classifier"]
-    table = Table(title="LoRA classifier on BANKING77 (77 intents)")
-    for column in ("model", "test acc", "train wall s", "texts/s"):
-        table.add_column(column, justify="right" if column != "model" else "left")
+    table = harness.table(
+        "LoRA classifier on BANKING77 (77 intents)",
+        ["model", ("test acc", "right"), ("train wall s", "right"), ("texts/s", "right")],
+    )
     table.add_row("zero-shot MiniLM", f"{results['zero_shot']['test_accuracy']:.4f}", "-",
                   f"{results['zero_shot']['texts_per_second']:.0f}")  # fmt: skip
     table.add_row(
@@ -194,18 +177,21 @@ def print_report(results: dict[str, Any]) -> None:
         f"{'met' if clf['test_accuracy'] >= 0.9 and clf['wall_seconds'] <= 600 else 'NOT met'}"
     )
     distill = results["distillation"]
-    table = Table(title=f"Distillation: {distill['student']}, equal steps")
-    for column in ("student", "test acc", "loop s", "steps"):
-        table.add_column(column)
+    table = harness.table(
+        f"Distillation: {distill['student']}, equal steps",
+        ["student", "test acc", "loop s", "steps"],
+    )
     for name in ("without_teacher", "with_teacher"):
         row = distill[name]
         table.add_row(name.replace("_", " "), f"{row['test_accuracy']:.4f}",
                       f"{row['loop_seconds']:.0f}", str(row["steps"]))  # fmt: skip
     console.print(table)
-    table = Table(title="Compression of the LoRA classifier (merged), measured in one process")
-    for column in ("method", "MB before", "MB after", "zlib MB after", "acc before", "acc after",
-                   "texts/s before", "texts/s after", "sparsity"):  # fmt: skip
-        table.add_column(column, justify="right")
+    columns = ("method", "MB before", "MB after", "zlib MB after", "acc before", "acc after",
+               "texts/s before", "texts/s after", "sparsity")  # fmt: skip
+    table = harness.table(
+        "Compression of the LoRA classifier (merged), measured in one process",
+        [(column, "right") for column in columns],
+    )
     for name, row in results["compression"].items():
         table.add_row(
             name,
@@ -226,9 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     quiet_transformers()
+    results = harness.start("finetune")
     started = time.perf_counter()
-    results: dict[str, Any] = {"machine": machine_facts(), "args": vars(args) | {"output": ""}}
-    results["machine"]["others_cpu_at_start"] = check_quiet(OtherCpuUse)
+    results["args"] = harness.settings_of(args) | {"output": ""}
     train, test = load(args)
     results["data"] = {"train": train.source, "train_rows": len(train), "test": test.source,
                        "test_rows": len(test)}  # fmt: skip
@@ -242,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["distillation"] = distillation(train, test, work / "router", args, work)
         console.print("4/4 compression")
         results["compression"] = compression(work / "router", train, test, args, work)
-    finish(results, started, print_report, args.output)
+    harness.finish(results, started, print_report, args.output)
     return results
 
 

@@ -1,7 +1,7 @@
 """Causal LoRA SFT benchmark: does a 135M SLM learn real tasks on a 2-core CPU, and how fast?
 
-Why: issue 4 claims that LoRA SFT turns SmolLM2-135M-Instruct into a useful specialist on a
-plain CPU in well under an hour. This script measures both built-in recipes of
+Why: the project claims that LoRA SFT turns SmolLM2-135M-Instruct into a useful specialist on
+a plain CPU in well under an hour. This script measures both built-in recipes of
 :mod:`slm_agents.finetune.recipes` end to end, on data that training never sees:
 
 1. **Extractor (SROIE receipts).** The 450 receipts are split by a seeded shuffle of their
@@ -31,32 +31,15 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
+import harness
+from harness import OtherCpuUse, at_least, busy_cell, console
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # so `python benchmarks/finetune_sft.py` finds the packages
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.inference import (  # noqa: E402  (needs the path above)
-    BUSY_WARNING,
-    OtherCpuUse,
-    _loadavg,
-    carried_parts,
-    check_quiet,
-    console,
-    finish,
-    machine_facts,
-)
-
-DEFAULT_DATA = REPO_ROOT / "data" / "sroie" / "receipts.jsonl"
-DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "finetune_sft.json"
 GOALS = {"extractor_mean_exact_match": 0.85, "code_perplexity_drop": 0.25}
 # (full, --quick): training receipts (None = all 400), held-out receipts scored, step budgets
 DEFAULTS = {
@@ -181,37 +164,31 @@ def _package_version(source: Path) -> str | None:
 def compute_goals(results: dict[str, Any]) -> dict[str, Any]:
     goals = {}
     if "extractor" in results:
-        value = results["extractor"]["after"]["mean"]
-        goal = GOALS["extractor_mean_exact_match"]
-        goals["extractor_mean_exact_match"] = {"goal": goal, "value": value, "met": value >= goal}
+        goals["extractor_mean_exact_match"] = at_least(
+            results["extractor"]["after"]["mean"], GOALS["extractor_mean_exact_match"]
+        )
     if "code" in results and results["code"]["perplexity_drop"] is not None:
-        value = results["code"]["perplexity_drop"]
-        goal = GOALS["code_perplexity_drop"]
-        goals["code_perplexity_drop"] = {"goal": goal, "value": value, "met": value >= goal}
+        goals["code_perplexity_drop"] = at_least(
+            results["code"]["perplexity_drop"], GOALS["code_perplexity_drop"]
+        )
     return goals
 
 
 # ---------------------------------------------------------------------------------- report
-def busy_cell(others: float | None) -> str:
-    cell = "?" if others is None else f"{others:.0%}"
-    return f"[red]{cell}[/]" if others is not None and others > BUSY_WARNING else cell
-
-
 def print_report(results: dict[str, Any]) -> None:
     machine = results["machine"]
-    table = Table(
-        title=f"LoRA SFT of SmolLM2-135M-Instruct on {machine['cpu_count']} CPUs "
-        f"({machine['cpu_model']}){' [quick]' if results['settings']['quick'] else ''}"
+    table = harness.table(
+        f"LoRA SFT of SmolLM2-135M-Instruct on {machine['cpu_count']} CPUs "
+        f"({machine['cpu_model']}){' [quick]' if results['settings']['quick'] else ''}",
+        [
+            "Recipe / metric",
+            ("Before", "right"),
+            ("After", "right"),
+            ("Train", "right"),
+            ("Tokens/s", "right"),
+            ("Others' CPU", "right"),
+        ],
     )
-    for name, justify in [
-        ("Recipe / metric", "left"),
-        ("Before", "right"),
-        ("After", "right"),
-        ("Train", "right"),
-        ("Tokens/s", "right"),
-        ("Others' CPU", "right"),
-    ]:
-        table.add_column(name, justify=justify)
     if "extractor" in results:
         ex = results["extractor"]
         train, before, after = ex["train"], ex["before"], ex["after"]
@@ -263,7 +240,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="LoRA SFT of the bundled SLM: SROIE extractor and code style, before/after."
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SROIE receipts JSONL")
+    parser.add_argument(
+        "--data", type=Path, help="SROIE receipts JSONL [sroie/receipts.jsonl of the data folder]"
+    )
     parser.add_argument("--holdout", type=int, default=50, help="held-out receipts [50]")
     parser.add_argument("--train-receipts", type=int, help="training receipts [all; quick 16]")
     parser.add_argument("--eval-receipts", type=int, help="held-out receipts scored [all; quick 8]")
@@ -275,12 +254,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-extractor", action="store_true")
     parser.add_argument("--skip-code", action="store_true")
     parser.add_argument("--keep", type=Path, help="write the adapters here (default: temp dir)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="output JSON")
+    harness.add_output_option(parser, "finetune_sft")
     parser.add_argument("--quick", action="store_true", help="smoke run on small slices")
     args = parser.parse_args(argv)
-    for name, (full, quick) in DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    harness.fill_defaults(args, DEFAULTS)
+    args.data = args.data or harness.data_file("sroie", "receipts.jsonl")
+    args.output = harness.output_path(args, "finetune_sft")
     return args
 
 
@@ -291,23 +270,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quiet_transformers()
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     warnings.filterwarnings("ignore", message=".*prompts were longer than max_length.*")
-    others_before = check_quiet(OtherCpuUse)
+    results = harness.start("finetune_sft")
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "benchmark": "finetune_sft",
-        "machine": {
-            **machine_facts(),
-            "others_cpu_before": others_before,
-            "loadavg_before": _loadavg(),
-        },
-        "settings": {
-            "quick": args.quick,
-            "holdout": args.holdout,
-            "train_receipts": args.train_receipts,
-            "eval_receipts": args.eval_receipts,
-            "extractor_steps": args.extractor_steps,
-            "code_steps": args.code_steps,
-        },
+    results["settings"] = {
+        "quick": args.quick,
+        "holdout": args.holdout,
+        "train_receipts": args.train_receipts,
+        "eval_receipts": args.eval_receipts,
+        "extractor_steps": args.extractor_steps,
+        "code_steps": args.code_steps,
     }
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="slm-sft-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -321,9 +292,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     if not args.quick:
         skipped = [part for part in ("extractor", "code") if getattr(args, f"skip_{part}")]
-        results.update(carried_parts(args.json, skipped))
+        results.update(harness.carried_parts(args.output, skipped))
     results["goals"] = compute_goals(results)
-    finish(results, started, print_report, args.json)
+    harness.finish(results, started, print_report, args.output)
     return results
 
 

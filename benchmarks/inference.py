@@ -33,7 +33,7 @@ folder, so it never touches (or benefits from) your ``~/.cache/slm-agents``.
 Run it on a quiet machine. Each measurement also records ``others_cpu``, the share of the CPUs
 that *other* processes used meanwhile (the "Others' CPU" column); above 10% it is shown in red
 and the run ends with a warning. On 2 cores a busy neighbour (a test run, a notebook) can make
-fp32 decode 10x slower or worse, while int8 suffers less (see ``OtherCpuUse``).
+fp32 decode 10x slower or worse, while int8 suffers less (see ``harness.OtherCpuUse``).
 
 Run it from the repository root::
 
@@ -54,7 +54,6 @@ import gc
 import itertools
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -63,48 +62,15 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+import harness
+from harness import PROMPTS, REPO_ROOT, TICKETS, OtherCpuUse, console, measure, ratio
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # so `python benchmarks/inference.py` finds `agents`
-    sys.path.insert(0, str(REPO_ROOT))
-
-DEFAULT_DATA = REPO_ROOT / "data" / "banking77" / "test.csv"
-DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "inference.json"
 CAUSAL = "smollm2-135m-instruct"
-BIG_BATCH = 8
-BUSY_WARNING = 0.1  # flag numbers taken while other processes used more of the CPUs than this
+BIG_BATCH = 8  # batch 1 decodes the first of the PROMPTS, batch 8 all of them
 DEFAULTS = {"repeats": (3, 1), "new_tokens": (64, 16), "texts": (512, 64)}  # (full, --quick)
-
-# Eight customer-support style prompts; batch 1 uses the first, batch 8 uses all of them.
-PROMPTS = [
-    "My card was charged twice for the same purchase. What should I do?",
-    "How long does a bank transfer to another country usually take?",
-    "I forgot my PIN. How can I reset it?",
-    "Why was my top-up declined this morning?",
-    "Can I change the currency of my account?",
-    "Someone I don't know made a payment with my card. Please help.",
-    "Where can I see the exchange rate you applied to my last payment?",
-    "My new card has not arrived yet. It has been ten days.",
-]
-
-# Used for the encoder when the Banking77 file is missing.
-FALLBACK_TICKETS = [
-    ("I still have not received my new card.", "card_arrival"),
-    ("My card payment was declined at the shop.", "declined_card_payment"),
-    ("The money I sent to my friend has not arrived.", "transfer_not_received_by_recipient"),
-    ("How do I top up my account by bank transfer?", "top_up_by_bank_transfer_charge"),
-    ("Why was I charged an extra fee for withdrawing cash?", "cash_withdrawal_charge"),
-    ("I lost my card yesterday, please block it.", "lost_or_stolen_card"),
-    ("What exchange rate do you use?", "exchange_rate"),
-    ("How can I change my PIN?", "change_pin"),
-]
 
 # Runs in a fresh interpreter: imports first (timed apart), then the load that is measured.
 LOAD_SCRIPT = """
@@ -119,99 +85,8 @@ t2 = time.perf_counter()
 print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1}}))
 """
 
-# A wider table when the output goes to a file or a pipe (rich assumes 80 columns there).
-console = Console() if sys.stdout.isatty() else Console(width=140)
-
 
 # ---------------------------------------------------------------------------------- helpers
-class OtherCpuUse:
-    """Context manager: the share of the machine's CPU time that *other* processes used inside.
-
-    Why it matters: on a 2-core machine any other busy process wrecks the numbers. torch's two
-    threads meet at a barrier after every fp32 matmul, and a thread that has lost its core makes
-    the other wait a whole scheduler slice (measured here: a 5x576 @ 576x1536 matmul went from
-    0.16 ms to 24 ms). Every measurement records this share so spoiled numbers can be spotted.
-    ``fraction`` is None where /proc/stat does not exist.
-    """
-
-    fraction: float | None = None
-
-    @staticmethod
-    def _counters() -> tuple[float, float, float] | None:
-        """(busy, total) CPU seconds of the whole machine, and CPU seconds of this process
-        and its finished children."""
-        stat = Path("/proc/stat")
-        if not stat.exists():
-            return None
-        ticks = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
-        hz = os.sysconf("SC_CLK_TCK")
-        idle = ticks[3] + ticks[4]  # idle + iowait
-        ours = sum(os.times()[:4])  # user + system, self + children
-        return (sum(ticks) - idle) / hz, sum(ticks) / hz, ours
-
-    def __enter__(self) -> OtherCpuUse:
-        self._start = self._counters()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        end = self._counters()
-        if self._start is None or end is None:
-            return
-        busy, total, ours = (b - a for a, b in zip(self._start, end, strict=True))
-        self.fraction = round(max(busy - ours, 0.0) / max(total, 1e-9), 3)
-
-
-def measure(fn: Callable[[], Any], repeats: int, work: float, unit: str) -> dict[str, Any]:
-    """Time ``repeats`` calls of ``fn`` (warm it up before); median and ``work``/median."""
-    seconds = []
-    with OtherCpuUse() as others:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            seconds.append(time.perf_counter() - start)
-    median = statistics.median(seconds)
-    return {
-        "runs_s": [round(s, 4) for s in seconds],
-        "median_s": round(median, 4),
-        unit: round(work / median, 2),
-        "others_cpu": others.fraction,
-    }
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
-def _loadavg() -> list[float] | None:
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
-def machine_facts() -> dict[str, Any]:
-    import torch
-    import transformers
-
-    cpu_model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "quantized_engine": torch.backends.quantized.engine,
-    }
-
-
 def chat_text(tokenizer: Any, prompt: str) -> str:
     """The prompt as the model sees it: one user message in its chat template."""
     return tokenizer.apply_chat_template(
@@ -228,9 +103,9 @@ def read_tickets(path: Path, limit: int) -> tuple[list[str], list[str], str]:
     else:
         console.print(
             f"[yellow]note:[/] {path} not found; the encoder runs on "
-            f"{len(FALLBACK_TICKETS)} built-in sentences instead (pass --data to fix)"
+            f"{len(TICKETS)} built-in sentences instead (pass --data to fix)"
         )
-        rows, source = list(FALLBACK_TICKETS), "built-in sentences"
+        rows, source = list(TICKETS), "built-in sentences"
     rows = random.Random(0).sample(rows, limit) if len(rows) > limit else rows
     return [t for t, _ in rows], [c for _, c in rows], source
 
@@ -433,27 +308,23 @@ def spread(runs: list[float]) -> str:
 
 def print_report(results: dict[str, Any]) -> None:
     machine, settings = results["machine"], results["settings"]
-    table = Table(
-        title=f"Inference on {machine['cpu_count']} CPUs ({machine['cpu_model']}), torch "
+    table = harness.table(
+        f"Inference on {machine['cpu_count']} CPUs ({machine['cpu_model']}), torch "
         f"{machine['torch']} with {machine['torch_threads']} threads, median of "
-        f"{settings['repeats']} runs"
+        f"{settings['repeats']} runs",
+        [
+            "Measurement",
+            ("Median", "right"),
+            "Unit",
+            ("Runs", "right"),
+            ("Others' CPU", "right"),
+            "Notes",
+        ],
     )
-    for name, justify in [
-        ("Measurement", "left"),
-        ("Median", "right"),
-        ("Unit", "left"),
-        ("Runs", "right"),
-        ("Others' CPU", "right"),
-        ("Notes", "left"),
-    ]:
-        table.add_column(name, justify=justify)
 
     def add(name: str, value: str, unit: str, r: dict[str, Any], note: str) -> None:
-        others = r.get("others_cpu")
-        busy = "?" if others is None else f"{others:.0%}"
-        if others is not None and others > BUSY_WARNING:
-            busy = f"[red]{busy}[/]"
-        table.add_row(name, value, unit, spread(r["runs_s"]), busy, note)
+        others = harness.busy_cell(r.get("others_cpu"))
+        table.add_row(name, value, unit, spread(r["runs_s"]), others, note)
 
     n = settings["new_tokens"]
     for precision, row in results["decode"].items():
@@ -501,32 +372,7 @@ def print_report(results: dict[str, Any]) -> None:
                 f"{what}; imports ({r['import_median_s']:.1f} s) not counted",
             )
     console.print(table)
-
-    ratios = Table(title="Ratios within this run")
-    ratios.add_column("Ratio")
-    ratios.add_column("Value", justify="right")
-    for name, value in results["ratios"].items():
-        label = name.replace("llama_cpp", "llama.cpp").replace("_", " ")
-        ratios.add_row(label, "-" if value is None else f"{value:.2f}x")
-    console.print(ratios)
-
-
-def contended(results: dict[str, Any], path: str = "") -> list[str]:
-    """Paths (like ``decode.fp32.batch8``) of the measurements taken while others were busy."""
-    found = []
-    for key, value in results.items():
-        if isinstance(value, dict):
-            if (value.get("others_cpu") or 0) > BUSY_WARNING:
-                found.append(path + key)
-            found += contended(value, f"{path}{key}.")
-    return found
-
-
-def write_json(results: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    harness.print_ratios("Ratios within this run", results["ratios"])
 
 
 # ---------------------------------------------------------------------------------- main
@@ -538,25 +384,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, help="tokens decoded per run [64; quick 16]")
     parser.add_argument("--texts", type=int, help="tickets classified per run [512; quick 64]")
     parser.add_argument(
-        "--data",
-        type=Path,
-        default=DEFAULT_DATA,
-        help="Banking77 CSV [data/banking77/test.csv]",
+        "--data", type=Path, help="Banking77 CSV [banking77/test.csv of the data folder]"
     )
-    parser.add_argument(
-        "--json", type=Path, default=DEFAULT_JSON, help="output [benchmarks/results/inference.json]"
-    )
+    harness.add_output_option(parser, "inference")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [torch's default]")
     parser.add_argument("--skip-loads", action="store_true", help="skip cold/warm load timing")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: smaller defaults (1 repeat, 16 tokens)"
     )
     args = parser.parse_args(argv)
-    for name, (full, quick) in DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    harness.fill_defaults(args, DEFAULTS)
     if args.repeats < 1 or args.new_tokens < 1 or args.texts < 1:
         parser.error("--repeats, --new-tokens and --texts must be positive")
+    args.output = harness.output_path(args, "inference")
     return args
 
 
@@ -572,22 +412,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    others_before = check_quiet(OtherCpuUse)
+    results = harness.start("inference")
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "benchmark": "inference",
-        "machine": {
-            **machine_facts(),
-            "others_cpu_before": others_before,
-            "loadavg_before": _loadavg(),
-        },
-        "settings": {
-            "repeats": args.repeats,
-            "new_tokens": args.new_tokens,
-            "texts": args.texts,
-            "quick": args.quick,
-            "decode_method": "model.generate, greedy, min_new_tokens == max_new_tokens",
-        },
+    results["settings"] = {
+        "repeats": args.repeats,
+        "new_tokens": args.new_tokens,
+        "texts": args.texts,
+        "quick": args.quick,
+        "decode_method": "model.generate, greedy, min_new_tokens == max_new_tokens",
     }
     workdir = Path(tempfile.mkdtemp(prefix="slm-bench-"))
     try:
@@ -607,7 +439,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["decode"] = {"fp32": fp32, "int8": int8}
 
         console.print("[bold]Encoder[/]")
-        results["encoder"] = bench_encoder(args.data, args.texts, args.repeats)
+        data = args.data or harness.data_file("banking77", "test.csv")
+        results["encoder"] = bench_encoder(data, args.texts, args.repeats)
 
         console.print("[bold]llama.cpp reference[/]")
         results["llama_cpp"] = bench_llama_cpp(prompt_ids, args.new_tokens, args.repeats, threads)
@@ -617,57 +450,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
     results["ratios"] = compute_ratios(results)
-    finish(results, started, print_report, args.json)
+    harness.finish(results, started, print_report, args.output)
     return results
-
-
-def check_quiet(probe: type[OtherCpuUse]) -> float | None:
-    """One idle second: is anything else running? Warns when it is; returns others' CPU share."""
-    with probe() as before:
-        time.sleep(1.0)
-    if (before.fraction or 0) > BUSY_WARNING:
-        console.print(
-            f"[yellow]warning:[/] other processes use {before.fraction:.0%} of the CPUs; "
-            "the numbers will be low and noisy (each one records others_cpu in the JSON)"
-        )
-    return before.fraction
-
-
-def carried_parts(path: Path, names: list[str], section: str | None = None) -> dict[str, Any]:
-    """The parts ``names`` of the JSON a previous run wrote to ``path``, each marked with when it
-    was measured (``carried_from``).
-
-    Why: a benchmark's parts take minutes to an hour each; rerunning one (``--skip`` the others)
-    should not erase the others' figures, nor pass them off as new.
-    """
-    if not names or not path.exists():
-        return {}
-    previous = json.loads(path.read_text())
-    parts = previous.get(section, {}) if section else previous
-    date = previous.get("machine", {}).get("date", "an earlier run")
-    return {
-        name: {**parts[name], "carried_from": parts[name].get("carried_from", date)}
-        for name in names
-        if name in parts
-    }
-
-
-def finish(
-    results: dict[str, Any], started: float, report: Callable[[dict[str, Any]], None], path: Path
-) -> None:
-    """Shared ending of every benchmark: report, flag contended measurements, write JSON."""
-    results["machine"]["loadavg_after"] = _loadavg()
-    results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    results["contended"] = contended(results)
-    report(results)
-    if results["contended"]:
-        console.print(
-            f"[yellow]warning:[/] {len(results['contended'])} measurements ran while other "
-            f"processes used more than {BUSY_WARNING:.0%} of the CPUs (red above); "
-            "rerun on a quiet machine before trusting them"
-        )
-    write_json(results, path)
-    console.print(f"wrote {path} ({results['elapsed_s']:.0f} s in all)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
 """What does recording token log-probabilities cost during generation?
 
 Why: every ``Generation`` carries the log-probability of each chosen token (confidence, cascades
-and the Extractor's per-field confidence are built on it). Until session 7 ``CausalLM`` asked
+and the Extractor's per-field confidence are built on it). The simple way to get them is to ask
 transformers for ``output_scores=True``, which keeps every step's full-vocabulary scores:
-Gemma-3's vocabulary has 262,144 tokens, so that is 1 MB per row per step. ``CausalLM`` now
-records them step by step (``agents/models/token_logprobs.py``). This script measures, in one
+Gemma-3's vocabulary has 262,144 tokens, so that is 1 MB per row per step. ``CausalLM`` instead
+records them step by step (``slm_agents.models.token_logprobs``). This script measures, in one
 run, on the same prompts and the same greedy tokens:
 
 1. ``model.generate`` alone: no log-probs (the floor);
 2. ``model.generate(output_scores=True)`` plus the log-softmax and gather over the stored scores:
-   the old way;
+   the simple way, kept as the reference;
 3. ``CausalLM.generate``: the whole public call, recorder, tokenising and decoding included.
 
 All three decode the same number of steps (row 3's token ids are checked against row 1's), so
@@ -29,31 +29,15 @@ import argparse
 import gc
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+from harness import busy_cell, console, measure, ratio
 
-from inference import (  # noqa: E402
-    OtherCpuUse,
-    check_quiet,
-    console,
-    finish,
-    machine_facts,
-    measure,
-    ratio,
-)
-from rich.table import Table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-PROBLEMS = ROOT / "data" / "humaneval" / "problems.jsonl"
-RESULT = ROOT / "benchmarks" / "results" / "logprobs.json"
 METHODS = {
     "generate": "model.generate, no log-probs",
-    "output_scores": "model.generate(output_scores=True) + log-softmax (old)",
+    "output_scores": "model.generate(output_scores=True) + log-softmax (all scores kept)",
     "causal_lm": "CausalLM.generate (step-by-step recorder)",
 }
 
@@ -65,12 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--new-tokens", type=int, default=96, help="max new tokens per row")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=RESULT)
+    harness.add_output_option(parser, "logprobs")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.new_tokens, args.repeats = [4], 16, 1
-        if args.output == RESULT:
-            args.output = RESULT.with_suffix(".quick.json")
+    args.output = harness.output_path(args, "logprobs")
     return args
 
 
@@ -136,21 +119,22 @@ def check_same_tokens(reference: Any, generations: list[Any]) -> None:
 
 
 def print_report(results: dict[str, Any]) -> None:
-    table = Table(title=f"Recording token log-probs, {results['model']} (median of repeats)")
-    for column in ("batch", "method", "tokens/s", "vs no log-probs", "peak RSS GB", "others' CPU"):
-        table.add_column(column, justify="left" if column == "method" else "right")
+    columns = ("batch", "method", "tokens/s", "vs no log-probs", "peak RSS GB", "others' CPU")
+    table = harness.table(
+        f"Recording token log-probs, {results['model']} (median of repeats)",
+        [column if column == "method" else (column, "right") for column in columns],
+    )
     for row in results["batches"].values():
         floor = row["generate"]["tokens_per_s"]
         for name, label in METHODS.items():
             m = row[name]
-            busy = m["others_cpu"]
             table.add_row(
                 str(row["batch"]),
                 label,
                 f"{m['tokens_per_s']:.1f}",
                 f"{ratio(m['tokens_per_s'], floor):.2f}x",
                 f"{m['peak_rss_gb']:.2f}",
-                "-" if busy is None else f"{busy:.0%}",
+                busy_cell(m["others_cpu"]),
             )
         table.add_section()
     console.print(table)
@@ -158,16 +142,17 @@ def print_report(results: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    from slm_agents.console import quiet_transformers
     from slm_agents.models import CausalLM
 
+    quiet_transformers()
+    results = harness.start("logprobs")
     started = time.perf_counter()
-    check_quiet(OtherCpuUse)
-    lines = PROBLEMS.read_text(encoding="utf-8").splitlines()
-    prompts = [json.loads(line)["prompt"] for line in lines]
+    problems = harness.data_file("humaneval", "problems.jsonl").read_text(encoding="utf-8")
+    prompts = [json.loads(line)["prompt"] for line in problems.splitlines()]
     lm = CausalLM(args.model, device="cpu", batch_size=max(args.batches))  # one call, one batch
-    results: dict[str, Any] = {
-        "machine": machine_facts(),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    results |= {
+        "args": harness.settings_of(args),
         "model": args.model,
         "vocabulary": len(lm.tokenizer),
         "batches": {},
@@ -179,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row["causal_lm"]["tokens_per_s"], row["output_scores"]["tokens_per_s"]
         )
         results["batches"][f"batch{batch}"] = row
-    finish(results, started, print_report, args.output)
+    harness.finish(results, started, print_report, args.output)
     return results
 
 

@@ -1,7 +1,7 @@
 """Pattern economics on BANKING77: what do Route and Cascade buy over one tier alone?
 
-Goal from issue 3: the Cascade reaches the strong tier's accuracy while sending at most 30% of
-requests to it.
+Goal: the Cascade reaches the strong tier's accuracy while sending at most 30% of requests
+to it.
 
 The two tiers (both real, both trained here by ``finetune``, both run on this CPU):
 
@@ -32,21 +32,14 @@ Run: ``.venv/bin/python benchmarks/patterns.py`` (about 8 minutes on a quiet mac
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+from harness import REPO_ROOT, console
 
-from inference import OtherCpuUse, check_quiet, console, finish, machine_facts  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "banking77"
-RESULT = ROOT / "benchmarks" / "results" / "patterns.json"
 PRICES = {"minilm-3-blocks": {"input_per_million": 0.0025, "output_per_million": 0.0},
           "minilm-lora": {"input_per_million": 0.005, "output_per_million": 0.0}}  # fmt: skip
 SHARE_GOAL = 0.30
@@ -61,25 +54,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--student-steps", type=int, default=1500)
     parser.add_argument("--test-rows", type=int, default=None)
     parser.add_argument("--keep", type=Path, help="train the tiers into this folder and keep them")
-    parser.add_argument("--output", type=Path, default=RESULT)
+    harness.add_output_option(parser, "patterns")
     args = parser.parse_args(argv)
     if args.quick:
         args.calibration_rows, args.student_steps = 300, 40
         args.test_rows = args.test_rows or 300
-        if args.output == RESULT:
-            args.output = RESULT.with_name("patterns.quick.json")
+    args.output = harness.output_path(args, "patterns")
     return args
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from slm_agents.finetune.data import LabelledTexts, load_labelled
 
-    everything = load_labelled(DATA / "train.csv", "text", "category")
+    everything = load_labelled(harness.data_file("banking77", "train.csv"), "text", "category")
     share = args.calibration_rows / len(everything)
     train, calibration = everything.split(validation=share, seed=1)
     if args.quick:
         train = LabelledTexts(train.texts[::8], train.labels[::8], f"{train.source}[::8]")
-    test = load_labelled(DATA / "test.csv", "text", "category")
+    test = load_labelled(harness.data_file("banking77", "test.csv"), "text", "category")
     if args.test_rows:
         step = max(1, len(test) // args.test_rows)
         test = LabelledTexts(test.texts[::step], test.labels[::step], f"{test.source}[::{step}]")
@@ -135,15 +127,9 @@ def agents(small_dir: Path, strong_dir: Path) -> tuple[Any, Any, Any]:
     return small, small_margin, strong
 
 
-def run(agent: Any, data: Any, batch: int = 64) -> tuple[list[Any], float, float | None]:
-    """All of ``data`` through ``agent`` in batches; results, seconds, others' CPU share."""
-    results = []
-    with OtherCpuUse() as others:
-        started = time.perf_counter()
-        for i in range(0, len(data), batch):
-            results.extend(agent.run_batch(data.texts[i : i + batch]))
-        seconds = time.perf_counter() - started
-    return results, seconds, others.fraction
+def run(agent: Any, data: Any) -> tuple[list[Any], float, float | None]:
+    """All of ``data`` through ``agent``, 64 texts a batch; results, seconds, others' CPU share."""
+    return harness.timed_batches(agent, data.texts, batch=64)
 
 
 def score(name: str, results: list[Any], data: Any, seconds: float, others: Any) -> dict:
@@ -202,10 +188,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     quiet_transformers()
+    results = harness.start("patterns")
     started = time.perf_counter()
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    results: dict[str, Any] = {"machine": machine_facts(), "args": settings | {"output": ""}}
-    results["machine"]["others_cpu_at_start"] = check_quiet(OtherCpuUse)
+    results["args"] = harness.settings_of(args) | {"output": ""}
     train, calibration, test = load(args)
     results["data"] = {"train_rows": len(train), "calibration_rows": len(calibration),
                        "test": test.source, "test_rows": len(test)}  # fmt: skip
@@ -263,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ]  # test-set curves: for the plot only; thresholds above come from calibration
     results["goal"] = goal(rows)
     draw(results, args.output.with_suffix(".png"))
-    finish(results, started, print_report, args.output)
+    harness.finish(results, started, print_report, args.output)
     return results
 
 
@@ -307,7 +292,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    results["plot"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    relative = path.is_relative_to(REPO_ROOT)
+    results["plot"] = str(path.relative_to(REPO_ROOT)) if relative else str(path)
     ratio = price["minilm-lora"] / price["minilm-3-blocks"]
     results["relative_cost_curves"] = {
         measure: [round(1 + c["escalated"] * ratio, 3) for c in curve]
@@ -316,9 +302,16 @@ def draw(results: dict[str, Any], path: Path) -> None:
 
 
 def print_report(results: dict[str, Any]) -> None:
-    table = Table(title="Pattern economics, BANKING77 test (small: 3-block student; strong: LoRA)")
-    for column in ("configuration", "accuracy", "share strong", "texts/s", "USD / 1k"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
+    table = harness.table(
+        "Pattern economics, BANKING77 test (small: 3-block student; strong: LoRA)",
+        [
+            "configuration",
+            ("accuracy", "right"),
+            ("share strong", "right"),
+            ("texts/s", "right"),
+            ("USD / 1k", "right"),
+        ],
+    )
     for row in results["configurations"]:
         table.add_row(
             row["configuration"],

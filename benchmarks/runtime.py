@@ -48,8 +48,8 @@ What it measures:
    sizes the actor formed (``agent.info()[0]["batches"]``) are kept.
 
 Every configuration is warmed up before it is timed. Each measurement records ``others_cpu``
-(as in ``inference.py``): the share of the CPUs used by processes other than this one *and its
-descendants* (Ray's GCS, raylet and actor processes are ours here). Above 10% it shows in red.
+(``harness.ClusterCpuUse``): the share of the CPUs used by processes other than this one *and
+its descendants* (Ray's GCS, raylet and actor processes are ours here). Above 10% it is red.
 The overhead sections get one share each, since their configurations run interleaved.
 
 Run it from the repository root, on a quiet machine::
@@ -69,7 +69,6 @@ import logging
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -79,28 +78,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rich.table import Table
+import harness
+from harness import PROMPTS, TICKETS, ClusterCpuUse, busy_cell, console, ms, ratio
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # so `python benchmarks/runtime.py` finds the packages
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.inference import (  # noqa: E402  (needs the path above)
-    BUSY_WARNING,
-    FALLBACK_TICKETS,
-    PROMPTS,
-    OtherCpuUse,
-    _loadavg,
-    check_quiet,
-    console,
-    finish,
-    machine_facts,
-)
-
-DEFAULT_JSON = REPO_ROOT / "benchmarks" / "results" / "runtime.json"
 CAUSAL = "smollm2-135m-instruct"
 ENCODER = "all-minilm-l6-v2"
-TEXTS = [text for text, _ in FALLBACK_TICKETS]  # eight short banking tickets
+TEXTS = [text for text, _ in TICKETS]  # eight short banking tickets
 LABELS = {
     "card": "bank card lost, stolen, blocked or not arrived",
     "payment": "card payment declined or charged an extra fee",
@@ -127,50 +110,6 @@ DEFAULTS = {
 
 
 # ---------------------------------------------------------------------------------- helpers
-class ClusterCpuUse(OtherCpuUse):
-    """``OtherCpuUse`` where this process's live descendants (Ray's processes) count as ours.
-
-    A Ray actor is not a child this process waits for, so ``os.times()`` never sees its CPU
-    time; without this the actors' own work would read as "others". Create or kill no actor
-    inside the block: a process that dies there takes its CPU time with it. Besides
-    ``fraction`` it keeps ``others_s`` and ``total_s`` (CPU seconds), so blocks can be summed.
-    """
-
-    others_s = total_s = 0.0
-
-    @staticmethod
-    def _counters() -> tuple[float, float, float] | None:
-        import psutil
-
-        # The children first: walking them takes ~1 ms of our CPU, which must fall either
-        # outside the block (at its start) or inside both counters (at its end), not only
-        # inside the machine's busy time.
-        children = 0.0
-        for child in psutil.Process().children(recursive=True):
-            try:
-                times = child.cpu_times()
-            except psutil.Error:  # it ended meanwhile
-                continue
-            children += times.user + times.system
-        base = OtherCpuUse._counters()  # the machine's counters, then this process's
-        if base is None:
-            return None
-        busy, total, ours = base
-        return busy, total, ours + children
-
-    def __exit__(self, *exc: object) -> None:
-        end = self._counters()
-        if self._start is None or end is None:
-            return
-        busy, total, ours = (b - a for a, b in zip(self._start, end, strict=True))
-        self.others_s, self.total_s = max(busy - ours, 0.0), total
-        self.fraction = round(self.others_s / max(total, 1e-9), 3)
-
-
-def ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
-
-
 def batch_summary(sizes: list[int]) -> str:
     """``[16, 16, 16, 3]`` -> ``"16x3, 3x1"``: the batch sizes formed, most frequent first."""
     counts = collections.Counter(sizes).most_common()
@@ -501,10 +440,6 @@ def bench_batching(seconds: float, new_tokens: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- report
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
 def compute_ratios_and_goals(results: dict[str, Any]) -> None:
     gen = results["overhead"]["generation"]["configs"]
     cls = results["overhead"]["classification"]["configs"]
@@ -553,28 +488,22 @@ def compute_ratios_and_goals(results: dict[str, Any]) -> None:
     ]
 
 
-def busy_cell(others: float | None) -> str:
-    cell = "?" if others is None else f"{others:.0%}"
-    return f"[red]{cell}[/]" if others is not None and others > BUSY_WARNING else cell
-
-
 def print_report(results: dict[str, Any]) -> None:
     machine, settings = results["machine"], results["settings"]
-    table = Table(
-        title=f"Framework overhead per request on {machine['cpu_count']} CPUs "
+    table = harness.table(
+        f"Framework overhead per request on {machine['cpu_count']} CPUs "
         f"({machine['cpu_model']}), medians of {settings['rounds']} rounds (generation) / "
-        f"{settings['class_rounds']} rounds (classification)"
+        f"{settings['class_rounds']} rounds (classification)",
+        [
+            "Configuration",
+            ("Median", "right"),
+            ("Overhead", "right"),
+            ("In model", "right"),
+            ("n", "right"),
+            ("Others' CPU", "right"),
+            "Notes",
+        ],
     )
-    for name, justify in [
-        ("Configuration", "left"),
-        ("Median", "right"),
-        ("Overhead", "right"),
-        ("In model", "right"),
-        ("n", "right"),
-        ("Others' CPU", "right"),
-        ("Notes", "left"),
-    ]:
-        table.add_column(name, justify=justify)
     for kind, section in results["overhead"].items():
         generation = kind == "generation"
         what = (
@@ -624,21 +553,20 @@ def print_report(results: dict[str, Any]) -> None:
         f"{floor['requests']} calls (others' CPU {busy_cell(floor['others_cpu'])})"
     )
 
-    batching = Table(
-        title=f"Dynamic batching, Ray-hosted SLM (num_cpus={ACTOR_CPUS}), "
-        f"{settings['new_tokens']} new tokens max, {settings['seconds']:.0f} s per row"
+    batching = harness.table(
+        f"Dynamic batching, Ray-hosted SLM (num_cpus={ACTOR_CPUS}), "
+        f"{settings['new_tokens']} new tokens max, {settings['seconds']:.0f} s per row",
+        [
+            "Batching",
+            ("Clients", "right"),
+            ("Requests/s", "right"),
+            ("Tokens/s", "right"),
+            ("Median latency", "right"),
+            ("Requests", "right"),
+            "Batches formed",
+            ("Others' CPU", "right"),
+        ],
     )
-    for name, justify in [
-        ("Batching", "left"),
-        ("Clients", "right"),
-        ("Requests/s", "right"),
-        ("Tokens/s", "right"),
-        ("Median latency", "right"),
-        ("Requests", "right"),
-        ("Batches formed", "left"),
-        ("Others' CPU", "right"),
-    ]:
-        batching.add_column(name, justify=justify)
     for mode, rows in results["batching"].items():
         options = ", ".join(f"{k}={v:g}" for k, v in rows["options"].items())
         for clients in CONCURRENCY:
@@ -656,17 +584,9 @@ def print_report(results: dict[str, Any]) -> None:
             )
     console.print(batching)
 
-    ratios = Table(title="Throughput ratios within this run")
-    ratios.add_column("Ratio")
-    ratios.add_column("Value", justify="right")
-    for name, value in results["ratios"].items():
-        ratios.add_row(name.replace("_", " "), "-" if value is None else f"{value:.2f}x")
-    console.print(ratios)
+    harness.print_ratios("Throughput ratios within this run", results["ratios"])
 
-    goals = Table(title="Goals")
-    for name, justify in [("Goal", "left"), ("Measured", "right"), ("Target", "right")]:
-        goals.add_column(name, justify=justify)
-    goals.add_column("Met")
+    goals = harness.table("Goals", ["Goal", ("Measured", "right"), ("Target", "right"), "Met"])
     for goal in results["goals"]:
         value = "-" if goal["measured"] is None else f"{goal['measured']:.2f} {goal['unit']}"
         met = "[green]yes[/]" if goal["met"] else "[red]no[/]"
@@ -686,18 +606,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, help="generation prompts per round [8; quick 4]")
     parser.add_argument("--new-tokens", type=int, help="max new tokens [32; quick 16]")
     parser.add_argument("--seconds", type=float, help="seconds per batching row [12; quick 3]")
-    parser.add_argument(
-        "--json", type=Path, default=DEFAULT_JSON, help="output [benchmarks/results/runtime.json]"
-    )
+    harness.add_output_option(parser, "runtime")
     parser.add_argument("--quick", action="store_true", help="smoke run: smaller defaults")
     args = parser.parse_args(argv)
-    for name, (full, quick) in DEFAULTS.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    harness.fill_defaults(args, DEFAULTS)
     if min(args.rounds, args.class_rounds, args.new_tokens) < 1 or args.seconds < 0:
         parser.error("--rounds, --class-rounds and --new-tokens must be positive")
     if not 1 <= args.prompts <= len(PROMPTS):
         parser.error(f"--prompts must be between 1 and {len(PROMPTS)}")
+    args.output = harness.output_path(args, "runtime")
     return args
 
 
@@ -714,32 +631,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "creating tables" and the like
     warnings.filterwarnings("ignore", category=FutureWarning)
 
-    others_before = check_quiet(ClusterCpuUse)
+    results = harness.start("runtime", ClusterCpuUse, ray=ray.__version__)
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "benchmark": "runtime",
-        "machine": {
-            **machine_facts(),
-            "ray": ray.__version__,
-            "others_cpu_before": others_before,
-            "loadavg_before": _loadavg(),
-        },
-        "settings": {
-            "rounds": args.rounds,
-            "class_rounds": args.class_rounds,
-            "prompts": args.prompts,
-            "new_tokens": args.new_tokens,
-            "seconds": args.seconds,
-            "quick": args.quick,
-            "actor_num_cpus": ACTOR_CPUS,
-            "ray_logical_cpus": RAY_CPUS,
-            "batching_on": BATCH_ON,
-            "batching_off": BATCH_OFF,
-            "concurrency": list(CONCURRENCY),
-            "labels": list(LABELS),
-            "goals": GOALS,
-            "mlflow_async_trace_logging": os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"],
-        },
+    results["settings"] = {
+        "rounds": args.rounds,
+        "class_rounds": args.class_rounds,
+        "prompts": args.prompts,
+        "new_tokens": args.new_tokens,
+        "seconds": args.seconds,
+        "quick": args.quick,
+        "actor_num_cpus": ACTOR_CPUS,
+        "ray_logical_cpus": RAY_CPUS,
+        "batching_on": BATCH_ON,
+        "batching_off": BATCH_OFF,
+        "concurrency": list(CONCURRENCY),
+        "labels": list(LABELS),
+        "goals": GOALS,
+        "mlflow_async_trace_logging": os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"],
     }
     store = Path(tempfile.mkdtemp(prefix="slm-bench-mlflow-"))
     tracking.configure(f"sqlite:///{store / 'mlflow.db'}", experiment="runtime-benchmark")
@@ -764,7 +672,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(store, ignore_errors=True)
 
     compute_ratios_and_goals(results)
-    finish(results, started, print_report, args.json)
+    harness.finish(results, started, print_report, args.output)
     return results
 
 

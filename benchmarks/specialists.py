@@ -1,6 +1,6 @@
 """Specialists on their datasets: the SLM alone, the LLM tier alone, and the best pattern.
 
-Why: issue 5 asks whether each specialist does its job, and at what cost, against the LLM tier.
+Why: does each specialist do its job, and at what cost, against the LLM tier?
 Offline **the LLM tier is played by the bundled SmolLM2-135M-Instruct, zero-shot** (there is no
 larger local chat model); with a real LLM behind an OpenAI-compatible endpoint the same code
 measures the real trade-off.
@@ -41,29 +41,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+from harness import REPO_ROOT, at_least, console, data_file, timed_batches
 
-from inference import (  # noqa: E402
-    OtherCpuUse,
-    carried_parts,
-    check_quiet,
-    console,
-    finish,
-    machine_facts,
-)
-from rich.table import Table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data"
-GROUPING = ROOT / "examples" / "banking77_departments.yaml"
-RESULT = ROOT / "benchmarks" / "results" / "specialists.json"
+GROUPING = REPO_ROOT / "examples" / "banking77_departments.yaml"
 GOALS = {"router_accuracy": 0.90, "extractor_exact_match": 0.85}
 LLM_ROUTE_PROMPT = (
     "Which of these intents does the bank customer's message express?\n{intents}\n\n"
@@ -99,26 +85,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         choices=["router", "extractor", "coder", "coder_completion", "coder_resample"],
     )
-    parser.add_argument("--output", type=Path, default=RESULT)
+    harness.add_output_option(parser, "specialists")
     args = parser.parse_args(argv)
     if args.quick:
         args.test_rows, args.llm_rows = args.test_rows or 200, min(args.llm_rows, 16)
         args.receipts, args.problems = args.receipts or 4, min(args.problems, 3)
         args.router_minutes = min(args.router_minutes, 1.0)
         args.extractor_minutes = min(args.extractor_minutes, 1.0)
-        if args.output == RESULT:
-            args.output = RESULT.with_name("specialists.quick.json")
+    args.output = harness.output_path(args, "specialists")
     return args
-
-
-def timed(agent: Any, tasks: list[Any], batch: int = 32) -> tuple[list[Any], float, Any]:
-    results = []
-    with OtherCpuUse() as others:
-        started = time.perf_counter()
-        for i in range(0, len(tasks), batch):
-            results.extend(agent.run_batch(tasks[i : i + batch]))
-        seconds = time.perf_counter() - started
-    return results, seconds, others.fraction
 
 
 def row(
@@ -158,9 +133,9 @@ def bench_router(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, An
     from slm_agents.specialists import SupportRouter
     from slm_agents.specialists.support_router import load_departments
 
-    everything = load_labelled(DATA / "banking77" / "train.csv", "text", "category")
+    everything = load_labelled(data_file("banking77", "train.csv"), "text", "category")
     train, calibration = everything.split(validation=1000 / len(everything), seed=1)
-    test = load_labelled(DATA / "banking77" / "test.csv", "text", "category")
+    test = load_labelled(data_file("banking77", "test.csv"), "text", "category")
     step = max(1, len(test) // args.test_rows) if args.test_rows else 1
     texts, labels = test.texts[::step], test.labels[::step]
     facts: dict[str, Any] = {"test_rows": len(texts)}
@@ -188,7 +163,7 @@ def bench_router(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, An
         ) / len(truth)
 
     console.print(f"[bold]router[/]: SLM alone on {len(texts)} test tickets")
-    out, seconds, others = timed(router, texts)
+    out, seconds, others = timed_batches(router, texts, batch=32)
     rows = [
         row(
             "SupportRouter",
@@ -214,7 +189,7 @@ def bench_router(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, An
     )
     few, few_labels = texts[: args.llm_rows], labels[: args.llm_rows]
     console.print(f"[bold]router[/]: LLM tier alone on {len(few)} tickets")
-    out, seconds, others = timed(llm, few, batch=8)
+    out, seconds, others = timed_batches(llm, few, batch=8)
     rows.append(
         row(
             "SupportRouter",
@@ -238,7 +213,7 @@ def bench_router(args: argparse.Namespace, work: Path, slm: Any) -> dict[str, An
             Cascade(router, llm, threshold=threshold),
         ),
     ):
-        out, seconds, others = timed(agent, few, batch=8)
+        out, seconds, others = timed_batches(agent, few, batch=8)
         rows.append(
             row(
                 "SupportRouter",
@@ -270,7 +245,7 @@ def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str,
     from slm_agents.patterns import Cascade
     from slm_agents.specialists import Extractor
 
-    data = DATA / "sroie" / "receipts.jsonl"
+    data = data_file("sroie", "receipts.jsonl")
     facts: dict[str, Any] = {}
     adapter = args.extractor_adapter
     if adapter is None:
@@ -295,7 +270,7 @@ def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str,
         return score(predicted, truths)["mean"]
 
     console.print(f"[bold]extractor[/]: adapter on {len(held)} held-out receipts")
-    out, seconds, others = timed(tuned, [r.text for r in held], batch=8)
+    out, seconds, others = timed_batches(tuned, [r.text for r in held], batch=8)
     rows.append(
         row(
             "Extractor",
@@ -311,7 +286,7 @@ def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str,
     confidences = sorted(r.confidence for r in out)
     threshold = confidences[min(len(confidences) - 1, round(args.share * len(confidences)))]
     console.print("[bold]extractor[/]: zero-shot LLM tier")
-    out, seconds, others = timed(zero, prompts, batch=8)
+    out, seconds, others = timed_batches(zero, prompts, batch=8)
     rows.append(
         row(
             "Extractor",
@@ -325,7 +300,7 @@ def bench_extractor(args: argparse.Namespace, work: Path, slm: Any) -> dict[str,
         )
     )
     cascade = Cascade(tuned, zero, threshold=threshold)
-    out, seconds, others = timed(cascade, [r.text for r in held], batch=8)
+    out, seconds, others = timed_batches(cascade, [r.text for r in held], batch=8)
     rows.append(
         row(
             "Extractor",
@@ -352,10 +327,8 @@ def _as_dict(output: Any) -> dict | None:
 # -------------------------------------------------------------------------------- coder
 def bench_coder(args: argparse.Namespace, slm: Any) -> dict[str, Any]:
     from slm_agents.specialists import Coder
-    from slm_agents.specialists.coder import humaneval_task
 
-    lines = (DATA / "humaneval" / "problems.jsonl").read_text().splitlines()
-    tasks = [humaneval_task(json.loads(line)) for line in lines[: args.problems]]
+    tasks = humaneval_tasks(args.problems)
     rows = []
     for name, repairs in (
         ("SLM, first attempt (pass@1)", 0),
@@ -363,7 +336,7 @@ def bench_coder(args: argparse.Namespace, slm: Any) -> dict[str, Any]:
     ):
         console.print(f"[bold]coder[/]: {name} on {len(tasks)} problems")
         coder = Coder(model=slm, max_repairs=repairs, max_new_tokens=256)
-        out, seconds, others = timed(coder, tasks, batch=8)
+        out, seconds, others = timed_batches(coder, tasks, batch=8)
         passed = sum(r.ok and r.output["passed"] for r in out) / len(tasks)
         rows.append(row("Coder", name, "pass@1", passed, out, seconds, others, set()))
     first, final = rows[0]["value"], rows[1]["value"]
@@ -376,10 +349,8 @@ def bench_coder_completion(args: argparse.Namespace, feedback: bool = True) -> d
     (``feedback=False``) resamples the first prompt."""
     from slm_agents.models import CausalLM
     from slm_agents.specialists import Coder
-    from slm_agents.specialists.coder import humaneval_task
 
-    lines = (DATA / "humaneval" / "problems.jsonl").read_text().splitlines()
-    tasks = [humaneval_task(json.loads(line)) for line in lines[: args.problems]]
+    tasks = humaneval_tasks(args.problems)
     batch = args.coder_batch
     model = CausalLM("gemma-3-270m", device="cpu", batch_size=batch)
     coder = Coder(
@@ -393,7 +364,7 @@ def bench_coder_completion(args: argparse.Namespace, feedback: bool = True) -> d
     )
     part = "coder_completion" if feedback else "coder_resample"
     console.print(f"[bold]{part}[/]: {model.name} on {len(tasks)} problems")
-    out, seconds, others = timed(coder, tasks, batch=batch)
+    out, seconds, others = timed_batches(coder, tasks, batch=batch)
     passed = [r for r in out if r.ok and r.output["passed"]]
     first = [r for r in passed if r.output["attempts"] == 1]
     name = "Gemma-3-270M base, completion"
@@ -437,6 +408,14 @@ def bench_coder_completion(args: argparse.Namespace, feedback: bool = True) -> d
     return {"facts": facts, "rows": [first_row, repaired]}
 
 
+def humaneval_tasks(limit: int) -> list[Any]:
+    """The first ``limit`` HumanEval problems as Coder tasks."""
+    from slm_agents.specialists.coder import humaneval_task
+
+    lines = data_file("humaneval", "problems.jsonl").read_text().splitlines()
+    return [humaneval_task(json.loads(line)) for line in lines[:limit]]
+
+
 def _first_round_seconds(results: list, batch: int) -> float:
     """Wall time of the first generate-and-test round, summed over the sequential batches."""
     total = 0.0
@@ -459,13 +438,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     quiet_transformers()
+    results = harness.start("specialists")
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "machine": machine_facts(),
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "llm_tier": "smollm2-135m-instruct, zero-shot (offline stand-in)",
-    }
-    results["machine"]["others_cpu_at_start"] = check_quiet(OtherCpuUse)
+    results["args"] = harness.settings_of(args)
+    results["llm_tier"] = "smollm2-135m-instruct, zero-shot (offline stand-in)"
     slm = CausalLM(device="cpu")
     with tempfile.TemporaryDirectory() as tmp, tracking.run("benchmark:specialists"):
         work = Path(tmp)
@@ -481,10 +457,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "coder_resample" not in args.skip:
             parts["coder_resample"] = bench_coder_completion(args, feedback=False)
     if not args.quick:
-        parts.update(carried_parts(args.output, args.skip, section="parts"))
+        parts.update(harness.carried_parts(args.output, args.skip, section="parts"))
     results["parts"] = parts
     results["goals"] = goals(parts)
-    finish(results, started, print_report, args.output)
+    harness.finish(results, started, print_report, args.output)
     return results
 
 
@@ -492,18 +468,10 @@ def goals(parts: dict[str, Any]) -> dict[str, Any]:
     out = {}
     if "router" in parts:
         value = parts["router"]["rows"][0]["value"]
-        out["router_accuracy"] = {
-            "goal": GOALS["router_accuracy"],
-            "value": value,
-            "met": value >= GOALS["router_accuracy"],
-        }
+        out["router_accuracy"] = at_least(value, GOALS["router_accuracy"])
     if "extractor" in parts:
         value = max(r["value"] for r in parts["extractor"]["rows"])
-        out["extractor_exact_match"] = {
-            "goal": GOALS["extractor_exact_match"],
-            "value": value,
-            "met": value >= GOALS["extractor_exact_match"],
-        }
+        out["extractor_exact_match"] = at_least(value, GOALS["extractor_exact_match"])
     for name in ("coder", "coder_completion", "coder_resample"):
         if name in parts:
             out[f"{name}_relative_gain"] = {"value": parts[name]["facts"]["relative_gain"]}
@@ -511,21 +479,11 @@ def goals(parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_report(results: dict[str, Any]) -> None:
-    table = Table(title="Specialists (LLM tier offline: SmolLM2-135M-Instruct, zero-shot)")
-    for column in (
-        "specialist",
-        "configuration",
-        "metric",
-        "value",
-        "n",
-        "LLM tier",
-        "items/s",
-        "USD / 1k",
-    ):
-        table.add_column(
-            column,
-            justify="left" if column in ("specialist", "configuration", "metric") else "right",
-        )
+    table = harness.table(
+        "Specialists (LLM tier offline: SmolLM2-135M-Instruct, zero-shot)",
+        ["specialist", "configuration", "metric"]
+        + [(column, "right") for column in ("value", "n", "LLM tier", "items/s", "USD / 1k")],
+    )
     for part in results["parts"].values():
         carried = (
             f" [dim](carried from {part['carried_from']})[/]" if "carried_from" in part else ""
