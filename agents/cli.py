@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+
 from slm_agents.cli_run import run_command
 from slm_agents.console import console
 from slm_agents.console import fail as _fail
@@ -170,6 +171,7 @@ def classify(
 ):
     """Classify texts: label, confidence and the full probability vector."""
     import yaml
+
     from slm_agents.models import EncoderClassifier, ModelNotFoundError
 
     items = _read_inputs(texts, file)

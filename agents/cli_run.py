@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+
 from slm_agents.console import console, fail, quiet_transformers
 
 

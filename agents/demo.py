@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
 from slm_agents import tracking
 from slm_agents.specialists.support_router import load_departments
 

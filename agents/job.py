@@ -112,9 +112,10 @@ def run_job(
     """Run the team of ``spec_path`` (a file, or a loaded :class:`TeamSpec`) over
     ``input_path``; append records to ``output_path``. Tickets a review agent takes are queued
     in ``<output>.review.jsonl`` unless the spec names a queue file."""
+    from tqdm.auto import tqdm
+
     from slm_agents import tracking
     from slm_agents.teamspec import TeamSpec, load_team_spec
-    from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

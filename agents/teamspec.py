@@ -42,6 +42,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
 from slm_agents.pricing import Price
 from slm_agents.runtime.config import HostingConfig
 

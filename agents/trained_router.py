@@ -59,6 +59,7 @@ class TrainedRouter:
 def trained_router(training: RouterTraining, departments: str | Path) -> TrainedRouter:
     """The cached router for ``training``; trains and calibrates it first when it is missing."""
     from filelock import FileLock
+
     from slm_agents.models.sources import cache_dir
 
     model_key = _digest(_model_settings(training), Path(training.data).read_bytes())

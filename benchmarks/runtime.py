@@ -621,8 +621,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import ray
-    from slm_agents import tracking
     from transformers.utils import logging as hf_logging
+
+    from slm_agents import tracking
 
     hf_logging.disable_progress_bar()
     # Each request pays for writing its own trace (~30 ms of CPU on sqlite here), instead of

@@ -249,8 +249,9 @@ def confusion_summary(predicted: list[str], truth: list[str], top: int = 10) -> 
 
 # ---------------------------------------------------------------------------- internals
 def _build(settings: ClassifierSettings, labels: list[str]) -> tuple[Any, Any]:
-    from slm_agents.models.pooled import PooledClassifier, keep_first_layers
     from transformers import AutoModel, AutoTokenizer
+
+    from slm_agents.models.pooled import PooledClassifier, keep_first_layers
 
     if settings.start_from:
         from slm_agents.models.classifier import EncoderClassifier
@@ -274,6 +275,7 @@ def _build(settings: ClassifierSettings, labels: list[str]) -> tuple[Any, Any]:
 
 def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:
     from peft import LoraConfig, get_peft_model
+
     from slm_agents.models.pooled import quiet_peft_warnings
 
     present = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
@@ -295,6 +297,7 @@ def _add_lora(encoder: Any, settings: ClassifierSettings) -> Any:
 
 def _init_head_from_centroids(model: Any, enc: Encoded, y: Any, num_labels: int) -> None:
     import torch
+
     from slm_agents.models.pooled import prototype_weights
 
     embeddings = torch.zeros(len(enc), model.head.in_features)

@@ -8,6 +8,7 @@ registered here explicitly, so neither module imports this one.
 from __future__ import annotations
 
 import typer
+
 from slm_agents.finetune import cli_classifier, cli_sft
 
 finetune_app = typer.Typer(help="Fine-tune SLMs on your data (LoRA, distillation).")

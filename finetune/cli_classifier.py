@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+
 from slm_agents.console import fail, quiet_transformers
 from slm_agents.finetune.cli_common import (
     DATA_HELP,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
 from slm_agents.console import console, fail
 
 DATA_HELP = "CSV or JSONL file."

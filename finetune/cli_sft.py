@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from slm_agents.console import fail, quiet_transformers
 from slm_agents.finetune.cli_common import print_summary
 

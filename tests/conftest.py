@@ -7,6 +7,7 @@ converts the GGUF once (~20 s). Tests that exercise conversion itself use a temp
 from __future__ import annotations
 
 import pytest
+
 from slm_agents import tracking
 from slm_agents.models.sources import BUNDLED, bundled_path
 

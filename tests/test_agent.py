@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from slm_agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
 from slm_agents.pricing import DEFAULT_PRICES, Price, PriceTable
 from slm_agents.result import Task

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from typer.testing import CliRunner
+
 from slm_agents import tracking
 from slm_agents.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from slm_agents.models.sources import BUNDLED, bundled_path
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from slm_agents.requests_file import RequestsFileError, read_requests
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from slm_agents.datasets import data_dir
 from slm_agents.sandbox import run_sandboxed, run_tests
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from slm_agents.datasets import data_dir
 from slm_agents.job import review_queue_of, run_job
 from slm_agents.specialists.support_router import load_departments

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from slm_agents.agent import FunctionAgent
 from slm_agents.team import Team, UnknownAgentError
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from slm_agents.teamspec import TeamSpecError, load_team_spec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

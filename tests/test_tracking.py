@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 from pydantic import BaseModel
+
 from slm_agents import tracking
 from slm_agents.result import Result, Step, Task
 from slm_agents.tracking import TrackingWarning, flatten

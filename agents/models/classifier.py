@@ -102,6 +102,8 @@ class EncoderClassifier(Model):
     def _load_pooled(self, directory: Path, meta: dict[str, Any]) -> Any:
         """Encoder (LoRA adapter on the base, full weights, or int8) + mean pooling + head."""
         import torch
+        from transformers import AutoConfig, AutoModel
+
         from slm_agents.models.pooled import (
             INT8_FILE,
             PooledClassifier,
@@ -109,7 +111,6 @@ class EncoderClassifier(Model):
             load_head,
             quiet_peft_warnings,
         )
-        from transformers import AutoConfig, AutoModel
 
         encoder_format = meta.get("encoder", "lora")
         self.resolved = resolve(meta["base_model"] if encoder_format == "lora" else str(directory))
@@ -315,6 +316,7 @@ def save_pooled_classifier(
     how many of the base encoder's blocks a LoRA adapter was trained on.
     """
     import torch
+
     from slm_agents.models.pooled import INT8_FILE, save_head
 
     directory = Path(directory)

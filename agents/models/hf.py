@@ -254,6 +254,7 @@ class CausalLM(Model):
 
     def _generate_batch(self, batch: list[_Prepared], opts: GenerationOptions) -> list[Generation]:
         import torch
+
         from slm_agents.models.token_logprobs import ChosenTokenLogprobs, sampling_processors
 
         enc = self.tokenizer(

@@ -158,6 +158,7 @@ def _start_actors(specs: list[AgentSpec], hosting: HostingConfig) -> list[Any]:
     if not isinstance(hosting, HostingConfig):
         raise TypeError(f"hosting must be a HostingConfig, got {type(hosting).__name__}")
     import ray
+
     from slm_agents.runtime.actor import AgentActor, DirectAgentActor
 
     h = hosting

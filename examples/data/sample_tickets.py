@@ -1,6 +1,7 @@
-"""Write a seeded sample of BANKING77 test tickets with their department, as the demo reads it.
+r"""Write a seeded sample of BANKING77 test tickets with their department, as the demo reads it.
 
-    python examples/data/sample_tickets.py --count 500 --output examples/data/support_tickets_500.csv
+    python examples/data/sample_tickets.py --count 500 \
+        --output examples/data/support_tickets_500.csv
 
 ``support_tickets.csv`` (40) and ``support_tickets_500.csv`` (500) are this script's output with
 seed 0; the 40 are the first 40 of the 500. Departments come from

@@ -6,9 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from training_slices import SMALL, SMALL_RUN, banking_slice
+
 from slm_agents.finetune.classifier import train_classifier
 from slm_agents.finetune.data import LabelledTexts
-from training_slices import SMALL, SMALL_RUN, banking_slice
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,13 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_slices import SMALL, SMALL_RUN
+
 from slm_agents.finetune.classifier import ClassifierSettings, train_classifier
 from slm_agents.finetune.data import DataError, LabelledTexts
 from slm_agents.finetune.evaluate import evaluate_classifier
 from slm_agents.finetune.loop import TrainConfig
 from slm_agents.models import EncoderClassifier
-from training_slices import SMALL, SMALL_RUN
 
 
 def config(**overrides) -> TrainConfig:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from slm_agents.cli import app
 from typer.testing import CliRunner
+
+from slm_agents.cli import app
 
 runner = CliRunner()
 

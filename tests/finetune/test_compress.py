@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
+from typer.testing import CliRunner
+
 from slm_agents.cli import app
 from slm_agents.finetune.compress import linear_sparsity, prune, quantize
 from slm_agents.models import EncoderClassifier
-from typer.testing import CliRunner
 
 
 def test_int8_is_smaller_and_keeps_its_answers(trained_router, tickets_test, tmp_path):

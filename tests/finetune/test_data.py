@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from slm_agents.finetune.data import DataError, load_labelled
 
 TICKETS = Path(__file__).resolve().parents[2] / "examples" / "data" / "support_tickets.csv"

@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
+from training_slices import SMALL, SMALL_RUN
+
 from slm_agents.finetune.classifier import ClassifierSettings
 from slm_agents.finetune.data import DataError
 from slm_agents.finetune.distill import distill_classifier, teacher_probabilities
 from slm_agents.finetune.distill_loss import DistillSettings, distillation_loss
 from slm_agents.models import EncoderClassifier
-from training_slices import SMALL, SMALL_RUN
 
 
 def test_the_loss_is_zero_only_when_the_student_matches_a_confident_teacher():

@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from slm_agents.cli import app
 from slm_agents.datasets import data_dir
 from slm_agents.finetune.data import DataError
@@ -28,7 +30,6 @@ from slm_agents.finetune.recipes import (
 from slm_agents.finetune.sft import SFTSettings, train_sft
 from slm_agents.finetune.sft_data import load_chat
 from slm_agents.models.adapters import SFT_FILE, AdapterError, load_tuned
-from typer.testing import CliRunner
 
 SROIE = data_dir() / "sroie" / "receipts.jsonl"
 # Tiny slices are cut to 256 tokens on purpose; the warning about it is tested once, below.
@@ -129,8 +130,9 @@ def test_a_run_without_validation_logs_no_validation_metric(receipts, tmp_path, 
 
 
 def test_prompts_are_cut_from_the_left_and_responses_never():
-    from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
     from transformers import AutoTokenizer
+
+    from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
 
     tokenizer = AutoTokenizer.from_pretrained(str(ensure_converted(resolve(DEFAULT_CAUSAL))))
     long = load_chat_rows([{"prompt": "word " * 300, "response": "the answer"}])
@@ -173,9 +175,10 @@ def test_scoring_forgives_whitespace_and_case_only():
 
 def test_receipt_split_is_reproducible_and_answers_are_what_the_grammar_emits(receipts):
     import xgrammar as xgr
+    from transformers import AutoTokenizer
+
     from slm_agents.models.constraints import GrammarCompiler, make_constraint
     from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
-    from transformers import AutoTokenizer
 
     all_receipts = load_receipts(SROIE)
     train, held = split_receipts(all_receipts, 50, seed=0)

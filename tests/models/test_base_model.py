@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from slm_agents.datasets import data_dir
 from slm_agents.models.sources import BUNDLED, bundled_path, cache_dir, resolve
 

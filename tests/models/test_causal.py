@@ -6,6 +6,7 @@ import math
 import re
 
 import pytest
+
 from slm_agents.models import CausalLM, GenerationOptions, Request
 
 
@@ -202,6 +203,7 @@ def test_int8_quantization_shrinks_linears_and_still_answers():
 
 def test_device_choice_is_validated():
     import torch
+
     from slm_agents.models.base import pick_device
 
     assert pick_device("cpu") == "cpu"

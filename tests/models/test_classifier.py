@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from slm_agents.models import EncoderClassifier
 from slm_agents.models.classifier import save_classifier
 from slm_agents.models.sources import resolve

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jsonschema
 from pydantic import BaseModel, Field
+
 from slm_agents.models import Request
 
 

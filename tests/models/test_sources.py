@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from slm_agents.models import sources
 from slm_agents.models.sources import ModelNotFoundError, resolve
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from slm_agents.agent import ClassifierAgent, FunctionAgent, LLMAgent
 from slm_agents.patterns import Cascade, ParallelVerify, Pipeline, Route, Stage, calibrate_threshold
 from slm_agents.result import Task

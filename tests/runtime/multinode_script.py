@@ -13,6 +13,7 @@ import time
 
 import ray
 from ray.cluster_utils import Cluster
+
 from slm_agents.result import Task
 from slm_agents.runtime import AgentSpec, HostingConfig, RayAgent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from slm_agents.runtime.batching import DynamicBatcher
 
 

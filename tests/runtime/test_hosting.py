@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 
 import pytest
+
 from slm_agents import tracking
 from slm_agents.patterns import Cascade
 from slm_agents.result import Task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from adapter_factory import make_adapter
+
 from slm_agents.models import CausalLM
 from slm_agents.runtime import AgentSpec, HostingConfig, RayAgent
 

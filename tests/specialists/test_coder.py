@@ -11,6 +11,7 @@ import json
 import time
 
 import pytest
+
 from slm_agents.agent import FunctionAgent
 from slm_agents.datasets import data_dir
 from slm_agents.models import Generation, Usage

@@ -13,6 +13,7 @@ import shutil
 import jsonschema
 import pytest
 from pydantic import BaseModel, Field
+
 from slm_agents.datasets import data_dir
 from slm_agents.result import Task
 from slm_agents.specialists import Extractor

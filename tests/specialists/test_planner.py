@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from slm_agents.agent import Agent, FunctionAgent
 from slm_agents.result import Task
 from slm_agents.specialists import Planner

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from slm_agents.datasets import data_dir
 from slm_agents.patterns import Cascade
 from slm_agents.specialists import SupportRouter

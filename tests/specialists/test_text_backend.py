@@ -12,6 +12,7 @@ import json
 
 import pytest
 from pydantic import BaseModel, Field
+
 from slm_agents.agent import LLMAgent
 from slm_agents.datasets import data_dir
 from slm_agents.models import Generation, Usage
