@@ -458,13 +458,17 @@ def compute_ratios_and_goals(results: dict[str, Any]) -> None:
     speedup = results["ratios"][f"batching_on_{top}_over_on_c1"]
     d_gen, d_cls = gen["cascade_traced"]["overhead_pct"], cls["cascade_traced"]["overhead_ms"]
     floor = results["ray_floor"]
+    noise = generation_noise_pct(gen)
     results["goals"] = [
         {
             "goal": "traced Ray cascade over direct, SLM generation",
             "measured": d_gen,
             "unit": "%",
             "target": f"<= {GOALS['generation_pct']}",
-            "met": d_gen <= GOALS["generation_pct"],
+            # Every configuration does the same model work, so the spread of their medians is
+            # what this run cannot tell apart; a goal inside it is not resolved (None).
+            "noise_pct": noise,
+            "met": None if abs(d_gen) <= noise else d_gen <= GOALS["generation_pct"],
         },
         {
             "goal": "traced Ray cascade over direct, classification",
@@ -486,6 +490,12 @@ def compute_ratios_and_goals(results: dict[str, Any]) -> None:
             "met": speedup is not None and speedup >= GOALS["batching_speedup"],
         },
     ]
+
+
+def generation_noise_pct(configs: dict[str, Any]) -> float:
+    """The spread of the configurations' medians, as a percentage of the direct call's."""
+    medians = [row["median_ms"] for row in configs.values()]
+    return round((max(medians) - min(medians)) / configs["direct"]["median_ms"] * 100, 2)
 
 
 def print_report(results: dict[str, Any]) -> None:
@@ -589,7 +599,11 @@ def print_report(results: dict[str, Any]) -> None:
     goals = harness.table("Goals", ["Goal", ("Measured", "right"), ("Target", "right"), "Met"])
     for goal in results["goals"]:
         value = "-" if goal["measured"] is None else f"{goal['measured']:.2f} {goal['unit']}"
-        met = "[green]yes[/]" if goal["met"] else "[red]no[/]"
+        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]not resolved[/]"}[
+            goal["met"]
+        ]
+        if "noise_pct" in goal:
+            met += f" (noise: the configurations' medians spread over {goal['noise_pct']:.1f}%)"
         if "floor_ms" in goal and goal["floor_ms"] > GOALS["classification_ms"]:
             met += f" (floor here: {goal['floor_ms']:.2f} ms = no-op round trip + tracing)"
         goals.add_row(goal["goal"], value, f"{goal['target']} {goal['unit']}", met)
