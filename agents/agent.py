@@ -119,6 +119,23 @@ def fill_prompt(template: str, task: Task, **values: Any) -> str:
         ) from exc
 
 
+def prompts_for(
+    tasks: Sequence[str | Task], agent: str, build: Callable[[Task], Any]
+) -> tuple[list[Any], list[Task], dict[int, Result]]:
+    """(prompts, the tasks they belong to, error Results by position): a task that is empty or
+    cannot fill its prompt (``build`` raised :class:`PromptError`) fails alone."""
+    valid, errors = split_valid(tasks, agent)
+    positions = [i for i in range(len(tasks)) if i not in errors]
+    prompts, ready = [], []
+    for position, task in zip(positions, valid, strict=True):
+        try:
+            prompts.append(build(task))
+            ready.append(task)
+        except PromptError as exc:  # this task only: the rest of the batch still runs
+            errors[position] = failed(task, agent, str(exc))
+    return prompts, ready, errors
+
+
 def merge(n: int, errors: dict[int, Result], ran: list[Result]) -> list[Result]:
     """Put error Results and the Results of the valid tasks back in input order."""
     it = iter(ran)
@@ -170,15 +187,7 @@ class LLMAgent(Agent):
         return [*head, {"role": "user", "content": content}]
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
-        valid, errors = split_valid(tasks, self.name)
-        positions = [i for i in range(len(tasks)) if i not in errors]
-        prompts, ready = [], []
-        for position, task in zip(positions, valid, strict=True):
-            try:
-                prompts.append(self._messages(task))
-                ready.append(task)
-            except PromptError as exc:  # this task only: the rest of the batch still runs
-                errors[position] = failed(task, self.name, str(exc))
+        prompts, ready, errors = prompts_for(tasks, self.name, self._messages)
         if not ready:
             return merge(len(tasks), errors, [])
         start = now()
@@ -322,5 +331,6 @@ __all__ = [
     "failed",
     "fill_prompt",
     "merge",
+    "prompts_for",
     "split_valid",
 ]

@@ -38,13 +38,11 @@ from typing import Any
 
 from slm_agents.agent import (
     Agent,
-    PromptError,
     call_options,
-    failed,
     fill_prompt,
     llm_step,
     merge,
-    split_valid,
+    prompts_for,
 )
 from slm_agents.models.base import AdapterHost, Generation, Messages, TextGenerator, TokenAligned
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
@@ -244,15 +242,7 @@ class Extractor(Agent):
         return [{"role": "user", "content": fill_prompt(self.prompt, task, fields=fields)}]
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
-        valid, errors = split_valid(tasks, self.name)
-        positions = [i for i in range(len(tasks)) if i not in errors]
-        prompts, ready = [], []
-        for position, task in zip(positions, valid, strict=True):
-            try:
-                prompts.append(self._messages(task))
-                ready.append(task)
-            except PromptError as exc:  # a template key the task lacks: this task only
-                errors[position] = failed(task, self.name, str(exc))
+        prompts, ready, errors = prompts_for(tasks, self.name, self._messages)
         if not ready:
             return merge(len(tasks), errors, [])
         start = now()
