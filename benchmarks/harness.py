@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -249,9 +250,20 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
-def at_least(value: float, goal: float) -> dict[str, Any]:
-    """A goal's verdict as the result files record it."""
-    return {"goal": goal, "value": value, "met": value >= goal}
+def at_least(value: float, goal: float, n: int | None = None) -> dict[str, Any]:
+    """A goal's verdict as the result files record it.
+
+    With ``n`` (the items a proportion was measured on), a value within the 95% binomial
+    margin of the goal is not resolved (``met: None``): a few items' luck is not "met".
+    """
+    margin = 1.96 * math.sqrt(value * (1 - value) / n) if n else 0.0
+    met = True if value - margin >= goal else False if value + margin < goal else None
+    return {"goal": goal, "value": value, "n": n, "margin": round(margin, 4), "met": met}
+
+
+def verdict(met: bool | None) -> str:
+    """How a report prints a goal's ``met``."""
+    return {True: "[green]met[/]", False: "[red]not met[/]", None: "[yellow]not resolved[/]"}[met]
 
 
 # ------------------------------------------------------------------------------ tables
