@@ -2,8 +2,9 @@
 
 A support desk without an LLM endpoint still must not guess on the tickets its router is unsure
 of. This agent is the queue in front of a human team: each task it gets is appended to a JSONL
-queue file (when one is given) and answered with ``{answer_field: None, "review": "queued"}``,
-so the job counts it as sent to review, never as an automatic answer. It costs no tokens; the
+queue file (when one is given) and answered with ``{"review": "queued"}`` on a step of kind
+``review``, so the job counts it as sent to review, never as an automatic answer (a cascade's
+``answer_field`` leaves the router's field empty for it). It costs no tokens; the
 people's time is not in the price table.
 """
 
@@ -24,8 +25,6 @@ QUEUED = "queued"
 
 class HumanReview(Agent):
     """Queue each task for a person; the answer says it is queued (confidence 0)."""
-
-    kind = "review"
 
     def __init__(self, name: str = "review", queue_file: str | Path | None = None):
         self.name = name

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slm_agents.pricing import PriceTable
+from slm_agents.pricing import DEFAULT_TABLE, HOSTED_LLM, PriceTable
 from slm_agents.requests_file import Request, read_requests
 from slm_agents.result import Result, Task
 
@@ -264,8 +264,6 @@ def summarise(
     ``llm`` with the request's words as input tokens and one output token: a lower bound (no
     instructions, no label list), so the saving it shows is never overstated.
     """
-    from slm_agents.pricing import DEFAULT_TABLE, HOSTED_LLM
-
     prices = prices or DEFAULT_TABLE
     records = [r for r in _read_records(output) if r.get("id") in wanted]
     ok = [r for r in records if not r.get("error")]

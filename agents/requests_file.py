@@ -25,7 +25,6 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl
 # Python's csv module refuses cells over 131,072 characters and stops the whole file there; we
 # read any size and make a row with such a cell (a pasted log, say) its own error instead.
 MAX_CSV_CELL = 131_072
-HUGE = "\0huge cells"  # key of the cells dropped from a row for their size (no column has it)
 
 
 class RequestsFileError(ValueError):
@@ -64,8 +63,8 @@ def read_requests(
         if isinstance(row, str):  # the row could not be read; row holds the reason
             requests.append(Request(f"row-{number}", None, error=f"{where}: {row}"))
             continue
-        huge = row.pop(HUGE, None)
-        columns_seen |= set(row) | set(huge or ())
+        columns_seen |= set(row)
+        huge = _huge_cells(row) if kind == "csv" else {}
         rid = str(row.get(id_column) or f"row-{number}")
         text = _joined(row.get(text_column))
         label = row.get(label_column) if label_column else None
@@ -80,6 +79,8 @@ def read_requests(
             request.error = (
                 f"{where}: cell {column!r} has {size:,} characters; the limit is {MAX_CSV_CELL:,}"
             )
+            request.text = None  # the record does not repeat the huge cell
+            request.meta = {k: v for k, v in request.meta.items() if k not in huge}
         elif text_column not in row:
             request.error = f"{where}: no {text_column!r} column; it has {sorted(row)}"
         elif not isinstance(text, str):
@@ -113,18 +114,15 @@ def _csv_rows(path: Path, raw: bytes) -> list[tuple[int, dict[str, Any] | str]]:
                 out.append((number, f"{len(row[None]) + len(reader.fieldnames)} cells for "
                                     f"{len(reader.fieldnames)} columns"))  # fmt: skip
                 continue
-            out.append((number, _without_huge_cells(dict(row))))
+            out.append((number, dict(row)))
         return out
     finally:
         csv.field_size_limit(limit)
 
 
-def _without_huge_cells(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with any cell over :data:`MAX_CSV_CELL` dropped and named under ``HUGE``."""
-    huge = {k: len(v) for k, v in row.items() if isinstance(v, str) and len(v) > MAX_CSV_CELL}
-    if not huge:
-        return row
-    return {**{k: v for k, v in row.items() if k not in huge}, HUGE: huge}
+def _huge_cells(row: dict[str, Any]) -> dict[str, int]:
+    """Cells over :data:`MAX_CSV_CELL` characters, by column, with their sizes."""
+    return {k: len(v) for k, v in row.items() if isinstance(v, str) and len(v) > MAX_CSV_CELL}
 
 
 def _jsonl_rows(raw: bytes) -> list[tuple[int, dict[str, Any] | str]]:

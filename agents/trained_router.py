@@ -132,33 +132,19 @@ def calibrate(
     target_accuracy: float,
 ) -> dict[str, Any]:
     """Temperature and threshold from held-out tickets (see the module docstring)."""
-    from slm_agents.specialists.support_router import SupportRouter, load_departments, midpoint
+    from slm_agents.specialists.support_router import SupportRouter
 
     router = SupportRouter(str(model_dir), departments)
-    fitted = router.calibrate(texts, intents)
-    _, of_intent = load_departments(departments)
-    results = router.run_batch(texts)
-    scored = sorted(
-        (r.confidence, r.ok and r.output["department"] == of_intent.get(intent))
-        for r, intent in zip(results, intents, strict=True)
-    )
-    threshold, accepted = 1.0, []
-    # Lowest threshold whose accepted tickets (confidence >= threshold) reach the target.
-    for cut in range(len(scored)):
-        accepted = [ok for _, ok in scored[cut:]]
-        if sum(accepted) / len(accepted) >= target_accuracy:
-            threshold = 0.0 if cut == 0 else midpoint([c for c, _ in scored], cut)
-            break
-    else:
-        accepted = []
+    fitted = router.calibrate(texts, intents, target_accuracy=target_accuracy)
+    held_out = {
+        f"held_out_{k}": fitted.pop(k) for k in ("accepted_share", "accepted_accuracy", "accuracy")
+    }
     return {
         **fitted,
-        "threshold": round(threshold, 6),
+        "threshold": round(router.threshold, 6),
         "target_accuracy": target_accuracy,
-        "held_out_tickets": len(scored),
-        "held_out_accepted_share": round(len(accepted) / len(scored), 4),
-        "held_out_accepted_accuracy": round(sum(accepted) / len(accepted), 4) if accepted else None,
-        "held_out_accuracy": round(sum(ok for _, ok in scored) / len(scored), 4),
+        "held_out_tickets": len(texts),
+        **held_out,
     }
 
 

@@ -148,14 +148,22 @@ class SupportRouter(Agent):
 
     # -------------------------------------------------------------------------- calibration
     def calibrate(
-        self, texts: Sequence[str], labels: Sequence[str], target_share: float | None = None
-    ) -> dict[str, float]:
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        target_share: float | None = None,
+        target_accuracy: float | None = None,
+    ) -> dict[str, float | None]:
         """Fit the temperature on labelled tickets (minimum negative log-likelihood); with
-        ``target_share``, also set the threshold so about that share of them escalates.
+        ``target_share``, also set the threshold so about that share of them escalates; with
+        ``target_accuracy``, the lowest threshold at which the tickets it accepts reach that
+        department-level accuracy on this sample (none reaching it: threshold 1).
 
         ``labels`` are intents, or departments for a department-level model. Returns the fitted
         values with the log-likelihood and expected calibration error before and after.
         """
+        if target_share is not None and target_accuracy is not None:
+            raise ValueError("pass at most one of target_share and target_accuracy")
         if len(texts) != len(labels) or not texts:
             counts = f"{len(texts)} texts, {len(labels)} labels"
             raise ValueError(f"calibrate needs one label per text and at least one ({counts})")
@@ -183,7 +191,42 @@ class SupportRouter(Agent):
             cut = round(target_share * len(scores))
             self.threshold = 0.0 if cut == 0 else midpoint(scores, cut)
             report["threshold"] = self.threshold
-        return {k: round(v, 4) for k, v in report.items()}
+        accepted: dict[str, float | None] = {}
+        if target_accuracy is not None:
+            if not 0.0 < target_accuracy <= 1.0:
+                raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy}")
+            accepted = self._threshold_for_accuracy(pairs, target_accuracy)
+            report["threshold"] = self.threshold
+        return {k: round(v, 4) for k, v in report.items()} | accepted
+
+    def _threshold_for_accuracy(
+        self, pairs: Sequence[tuple[Mapping[str, float], str]], target: float
+    ) -> dict[str, float | None]:
+        """Set the lowest threshold whose accepted tickets reach ``target``; what it accepts."""
+        scored = []  # (confidence as run_batch computes it, department right?)
+        for probabilities, label in pairs:
+            scaled = scale(probabilities, self.temperature)
+            _, department = self.route(max(scaled, key=scaled.__getitem__))
+            confidence = classifier_confidence(scaled, self.measure)
+            if department == UNASSIGNED:
+                confidence = 0.0
+            scored.append((confidence, department == self.route(label)[1]))
+        scored.sort()
+        right_from = [0] * (len(scored) + 1)  # right answers among scored[cut:]
+        for i in range(len(scored) - 1, -1, -1):
+            right_from[i] = right_from[i + 1] + scored[i][1]
+        cut = next(
+            (c for c in range(len(scored)) if right_from[c] / (len(scored) - c) >= target),
+            len(scored),
+        )
+        scores = [c for c, _ in scored]
+        self.threshold = 0.0 if cut == 0 else midpoint(scores, cut)
+        kept = len(scored) - cut
+        return {
+            "accepted_share": round(kept / len(scored), 4),
+            "accepted_accuracy": round(right_from[cut] / kept, 4) if kept else None,
+            "accuracy": round(right_from[0] / len(scored), 4),
+        }
 
 
 def scale(probabilities: Mapping[str, float], temperature: float) -> dict[str, float]:
