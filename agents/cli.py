@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from slm_agents.cli_run import run_command
+from slm_agents.cli_serve import serve_command
 from slm_agents.console import console
 from slm_agents.console import fail as _fail
 from slm_agents.console import quiet_transformers as _quiet_transformers
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("run")(run_command)  # the main job (slm_agents.cli_run)
+app.command("serve")(serve_command)  # the OpenAI-compatible server (slm_agents.cli_serve)
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(compress_app, name="compress")
 app.add_typer(evaluate_app, name="evaluate")

@@ -1,0 +1,119 @@
+"""Building the Ray Serve application from a serve config, and running it until stopped.
+
+One deployment per model (its replicas, resources, batching and queue bounds from the config),
+one per team, and the OpenAI ingress in front, which holds no model and needs no CPU of its own.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from slm_agents.serve.config import ServeConfig
+
+APP_NAME = "slm-agents"
+
+
+def build_app(config: ServeConfig, api_key: str | None = None) -> Any:
+    """The bound Serve application (``serve.run`` it). ``api_key``: requests must send it."""
+    from ray import serve
+
+    from slm_agents.serve.ingress import Ingress, key_digest
+    from slm_agents.serve.model_server import ModelServer
+    from slm_agents.serve.team_server import TeamServer
+
+    models, adapters = {}, {}
+    for entry in config.models:
+        paths = entry.adapter_paths(config.base)
+        deployment = serve.deployment(ModelServer, name=f"model-{entry.model_id}")
+        deployment = deployment.options(**entry.deployment.serve_options())
+        models[entry.model_id] = deployment.bind(entry.model_dump(), paths, entry.torch_threads)
+        adapters[entry.model_id] = sorted(paths)
+    teams = {}
+    for name, team in config.teams.items():
+        deployment = serve.deployment(TeamServer, name=f"team-{name}")
+        deployment = deployment.options(**team.deployment.serve_options())
+        teams[name] = deployment.bind(
+            str(config.base / team.spec), team.deployment.batch.model_dump()
+        )
+    ingress = serve.deployment(Ingress, name="openai").options(
+        num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=10_000
+    )
+    return ingress.bind(models, teams, adapters, key_digest(api_key), config.request_timeout_s)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start(
+    config: ServeConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    address: str | None = None,
+) -> str:
+    """Start Ray (or join ``address``), deploy, wait until healthy; returns the base URL."""
+    import ray
+    from ray import serve
+
+    if not port_is_free(host, port):
+        raise OSError(f"port {port} on {host} is in use; pick another with --port")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(config, api_key), name=APP_NAME, route_prefix="/", blocking=False)
+    base_url = f"http://{host}:{port}/v1"
+    _wait_healthy(f"http://{host}:{port}/health")
+    return base_url
+
+
+def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server did not answer {url} within {timeout_s:g} s")
+        time.sleep(0.5)
+
+
+def stop() -> None:
+    """Take the application down and leave Ray as we found it."""
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def serve_until_stopped(config: ServeConfig, on_ready: Any = print, **options: Any) -> None:
+    """``start``, report the base URL, then wait for Ctrl-C or SIGTERM and stop cleanly."""
+    stopped = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda *_: stopped.set()) for s in signals}
+    try:
+        on_ready(start(config, **options))
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

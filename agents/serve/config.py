@@ -1,0 +1,196 @@
+"""What ``slm-agents serve`` serves, and how Ray Serve deploys it: validated once, from YAML.
+
+Example::
+
+    request_timeout_s: 60
+    models:
+      - id: smollm2-135m-instruct          # the model id clients send (default: ``model``)
+        model: smollm2-135m-instruct       # what CausalLM loads: bundled name, folder, hub id
+        adapters: {support: adapters/support}   # base:adapter ids; loaded on first use
+        adapters_dir: adapters/            # every sub-folder is an adapter too
+        max_adapters_per_replica: 4        # the per-replica LRU of loaded adapters
+        deployment: {replicas: 1, num_cpus: 1, max_ongoing_requests: 32,
+                     max_queued_requests: 64, batch: {max_batch_size: 16, wait_s: 0.02}}
+    teams:
+      support-desk: {spec: examples/support_desk.yaml}    # served as model "team:support-desk"
+
+Relative paths are read relative to the config file. Without a config every bundled causal
+model is served with the defaults below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ServeConfigError(ValueError):
+    """The serve config is unusable; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Batching(_Strict):
+    """``serve.batch``: requests that arrive within ``wait_s`` share one forward pass."""
+
+    max_batch_size: int = Field(16, ge=1, le=256)
+    wait_s: float = Field(0.02, ge=0.0, le=5.0)
+
+
+class Autoscaling(_Strict):
+    """Ray Serve autoscaling bounds (replicas follow the ongoing requests per replica)."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(8.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class Deployment(_Strict):
+    """How one model or team is deployed: replicas, resources, batching, queue bounds.
+
+    Past ``max_ongoing_requests`` per replica requests wait in a queue; past
+    ``max_queued_requests`` the server answers 429 with ``Retry-After`` instead of piling up.
+    """
+
+    replicas: int = Field(1, ge=1)
+    autoscaling: Autoscaling | None = None
+    num_cpus: float = Field(1.0, ge=0.0)
+    num_gpus: float = Field(0.0, ge=0.0)
+    max_ongoing_requests: int = Field(32, ge=1)
+    max_queued_requests: int = Field(64, ge=1)
+    batch: Batching = Field(default_factory=Batching)
+
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Deployment.options``."""
+        options: dict[str, Any] = {
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+        }
+        if self.autoscaling is not None:
+            options["autoscaling_config"] = self.autoscaling.model_dump()
+        else:
+            options["num_replicas"] = self.replicas
+        return options
+
+
+class ModelEntry(_Strict):
+    """One causal model served under ``id``, with the LoRA adapters it may load."""
+
+    model: str
+    id: str | None = None
+    adapters: dict[str, str] = Field(default_factory=dict)
+    adapters_dir: str | None = None
+    max_adapters_per_replica: int = Field(4, ge=1)
+    quantize: str | None = None
+    device: str = "cpu"
+    threads: int | None = Field(None, ge=1)  # torch threads per replica (default: its num_cpus)
+    deployment: Deployment = Field(default_factory=Deployment)
+
+    @property
+    def torch_threads(self) -> int:
+        return self.threads or max(1, int(self.deployment.num_cpus))
+
+    @property
+    def model_id(self) -> str:
+        return self.id or self.model
+
+    def adapter_paths(self, base: Path) -> dict[str, str]:
+        """Adapter name -> folder: those listed, then every sub-folder of ``adapters_dir``."""
+        found: dict[str, str] = {}
+        if self.adapters_dir:
+            folder = base / self.adapters_dir
+            for child in sorted(folder.iterdir()):
+                if (child / "adapter_config.json").exists():
+                    found[child.name] = str(child)
+        found.update({name: str(base / path) for name, path in self.adapters.items()})
+        return found
+
+
+class TeamEntry(_Strict):
+    """A team spec served as the model ``team:<name>``."""
+
+    spec: str
+    deployment: Deployment = Field(default_factory=lambda: Deployment(num_cpus=0.5))
+
+
+class ServeConfig(_Strict):
+    models: list[ModelEntry] = Field(default_factory=list)
+    teams: dict[str, TeamEntry] = Field(default_factory=dict)
+    request_timeout_s: float = Field(60.0, gt=0.0)
+    source: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ServeConfig:
+        ids = [m.model_id for m in self.models]
+        doubled = sorted({i for i in ids if ids.count(i) > 1})
+        if doubled:
+            raise ValueError(f"model ids must be unique, repeated: {doubled}")
+        bad = [i for i in ids if ":" in i]
+        if bad:
+            raise ValueError(f"model ids cannot contain ':' (it separates adapters): {bad}")
+        return self
+
+    @property
+    def base(self) -> Path:
+        return (self.source.parent if self.source else Path.cwd()).resolve()
+
+
+def default_config() -> ServeConfig:
+    """Every bundled causal model, one replica each, default settings."""
+    from slm_agents.models.sources import BUNDLED
+
+    return ServeConfig(
+        models=[ModelEntry(model=name) for name, m in BUNDLED.items() if m.kind == "causal"]
+    )
+
+
+def load_serve_config(path: str | Path | None) -> ServeConfig:
+    """Read and validate a serve config; ``None`` gives :func:`default_config`."""
+    if path is None:
+        return default_config()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ServeConfigError(f"{path}: no such file") from exc
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ServeConfigError(f"{path}: not readable YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ServeConfigError(f"{path}: a serve config is a YAML mapping")
+    try:
+        config = ServeConfig(**raw, source=path)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ServeConfigError(f"{path}: {problems}") from exc
+    for i, entry in enumerate(config.models):
+        if entry.adapters_dir and not (config.base / entry.adapters_dir).is_dir():
+            raise ServeConfigError(f"{path}: models[{i}].adapters_dir: no folder")
+        for name, adapter in entry.adapters.items():
+            if not (config.base / adapter / "adapter_config.json").exists():
+                raise ServeConfigError(
+                    f"{path}: models[{i}].adapters.{name}: {adapter} is not a PEFT adapter "
+                    "folder (no adapter_config.json)"
+                )
+    for name, team in config.teams.items():
+        if not (config.base / team.spec).exists():
+            raise ServeConfigError(f"{path}: teams.{name}.spec: no file {team.spec}")
+    if not config.models and not config.teams:
+        raise ServeConfigError(f"{path}: serves nothing; give models or teams")
+    return config

@@ -1,0 +1,228 @@
+"""One Ray Serve replica of one causal model: batched requests, LoRA adapters in a per-replica LRU.
+
+Requests that arrive together (``serve.batch``) run as one ``CausalLM.generate`` call, even when
+they ask for different adapters: rows carry their own adapter (PEFT's mixed-adapter batches), so
+one copy of the base weights serves many adapters without taking turns. Adapters load on first
+use through ``serve.multiplexed``, which also tells Serve's router which replica holds which
+adapter; the least recently used one is unloaded past ``max_adapters_per_replica``.
+
+The replica speaks in plain dicts (a *job* in, an *answer* out, see :func:`job_from`) so nothing
+but builtins crosses the process boundary; input problems come back as ``{"error": {...}}`` with
+the HTTP status the ingress should send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ray import serve
+
+from slm_agents.models.base import Generation, InputError
+
+OPTION_KEYS = ("chat", "max_new_tokens", "temperature", "top_p", "seed", "stop")
+_END = object()
+
+
+def input_error(message: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"status": 400, "message": message, "param": param}}
+
+
+def _param_of(message: str) -> str:
+    """Which request field an input error is about, for the OpenAI ``param``."""
+    lowered = message.lower()
+    if "schema" in lowered or "regex" in lowered:
+        return "response_format"
+    if "context" in lowered or "max_new_tokens" in lowered:
+        return "max_tokens"
+    return "messages"
+
+
+class _ResidentAdapter:
+    """An adapter in the LRU; Serve calls ``__del__`` when it evicts it (at most once here)."""
+
+    def __init__(self, server: ModelServer, name: str):
+        self.server, self.name, self.released = server, name, False
+
+    def __del__(self) -> None:
+        if not self.released:
+            self.released = True
+            self.server._unload(self.name)
+
+
+class ModelServer:
+    """The deployment class; ``slm_agents.serve.app`` wraps it with ``serve.deployment``."""
+
+    def __init__(self, entry: dict[str, Any], adapters: dict[str, str], threads: int):
+        import torch
+
+        from slm_agents.models import CausalLM
+
+        torch.set_num_threads(max(1, threads))
+        self.model_id = entry["id"] or entry["model"]
+        self.lm = CausalLM(
+            entry["model"],
+            device=entry["device"],
+            quantize=entry["quantize"],
+            batch_size=entry["deployment"]["batch"]["max_batch_size"],
+        )
+        self.adapter_paths = dict(adapters)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self._adapters_lock = threading.Lock()  # loading, unloading, and batches that use them
+        self._resident: set[str] = set()
+        batch = entry["deployment"]["batch"]
+        self._batched.set_max_batch_size(batch["max_batch_size"])
+        self._batched.set_batch_wait_timeout_s(batch["wait_s"])
+
+        async def load(name: str) -> _ResidentAdapter:  # a function: Serve keeps state on it
+            return await self._load_resident(name)
+
+        lru_size = entry["max_adapters_per_replica"]
+        self._load = serve.multiplexed(max_num_models_per_replica=lru_size)(load)
+
+    # ------------------------------------------------------------------ adapters
+    async def _load_resident(self, name: str) -> _ResidentAdapter:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._load_now, name)
+        self._resident.add(name)
+        return _ResidentAdapter(self, name)
+
+    def _load_now(self, name: str) -> None:
+        with self._adapters_lock:
+            if name not in self.lm.adapters:
+                self.lm.load_adapter(self.adapter_paths[name], name)
+
+    def _unload(self, name: str) -> None:
+        with self._adapters_lock:
+            self._resident.discard(name)
+            if name in self.lm.adapters:
+                self.lm.unload_adapter(name)
+
+    def loaded_adapters(self) -> list[str]:
+        return sorted(self.lm.adapters)
+
+    # ------------------------------------------------------------------ requests
+    def _check(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The input error of a job (400, naming the field), or None when it can run."""
+        from slm_agents.models.hf import GenerationOptions, Request
+
+        adapter = job.get("adapter")
+        if adapter is not None and adapter not in self.adapter_paths:
+            return {
+                "error": {
+                    "status": 404,
+                    "message": f"model {self.model_id}:{adapter} does not exist; adapters of "
+                    f"{self.model_id}: {sorted(self.adapter_paths)}",
+                    "param": "model",
+                    "code": "model_not_found",
+                }
+            }
+        try:
+            options = GenerationOptions(**{k: job[k] for k in OPTION_KEYS})
+            self.lm.check(Request(job["prompt"], json_schema=job.get("json_schema")), options)
+        except InputError as exc:
+            return input_error(str(exc), _param_of(str(exc)))
+        except ValueError as exc:  # GenerationOptions names the bad option
+            return input_error(str(exc), None)
+        return None
+
+    async def generate(self, job: dict[str, Any]) -> dict[str, Any]:
+        problem = self._check(job)
+        if problem is not None:
+            return problem
+        if job.get("adapter"):
+            await self._load(job["adapter"])
+        return await self._batched(job)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
+    async def _batched(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._run_jobs, jobs)
+
+    def _run_jobs(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Jobs with the same decoding settings share one generate call, whatever adapters."""
+        from slm_agents.models.hf import Request
+
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(json.dumps([job[k] for k in OPTION_KEYS]), []).append(i)
+        answers: list[dict[str, Any] | None] = [None] * len(jobs)
+        with self._adapters_lock:
+            needed = {job["adapter"] for job in jobs if job.get("adapter")}
+            for name in needed - set(self.lm.adapters):  # evicted while the job waited
+                self.lm.load_adapter(self.adapter_paths[name], name)
+            try:
+                for rows in groups.values():
+                    first = jobs[rows[0]]
+                    requests = [
+                        Request(
+                            jobs[i]["prompt"],
+                            json_schema=jobs[i].get("json_schema"),
+                            adapter=jobs[i].get("adapter"),
+                        )
+                        for i in rows
+                    ]
+                    gens = self.lm.generate(requests, **{k: first[k] for k in OPTION_KEYS})
+                    for i, gen in zip(rows, gens, strict=True):
+                        answers[i] = self.answer(gen, jobs[i])
+            finally:
+                for name in needed - self._resident:
+                    if name in self.lm.adapters:
+                        self.lm.unload_adapter(name)
+        return answers  # type: ignore[return-value]
+
+    async def stream(self, job: dict[str, Any]):
+        """Text deltas as ``{"delta": str}``, then ``{"final": answer}`` (or one error)."""
+        from slm_agents.models.hf import GenerationOptions, Request
+
+        problem = self._check(job)
+        if problem is not None:
+            yield problem
+            return
+        if job.get("adapter"):
+            await self._load(job["adapter"])
+        request = Request(
+            job["prompt"], json_schema=job.get("json_schema"), adapter=job.get("adapter")
+        )
+        options = GenerationOptions(**{k: job[k] for k in OPTION_KEYS})
+        loop = asyncio.get_running_loop()
+        # One thread per stream: the stream holds the model lock between pieces, so it must
+        # not share the batches' thread.
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream")
+        pieces = self.lm.stream(request, options)
+        try:
+            while True:
+                piece = await loop.run_in_executor(worker, next, pieces, _END)
+                if piece is _END:
+                    return
+                if isinstance(piece, Generation):
+                    yield {"final": self.answer(piece, job)}
+                else:
+                    yield {"delta": piece}
+        finally:
+            await loop.run_in_executor(worker, pieces.close)
+            worker.shutdown(wait=False)
+
+    def answer(self, gen: Generation, job: dict[str, Any]) -> dict[str, Any]:
+        """The wire answer of one Generation. An incomplete JSON reply (out of tokens) is
+        returned as generated with ``finish_reason: length``, as OpenAI does."""
+        if not gen.ok and gen.finish_reason == "error":
+            return {"error": {"status": 500, "message": gen.error, "type": "server_error"}}
+        tokens = None
+        if job.get("logprobs"):
+            decode = self.lm.tokenizer.decode
+            tokens = [
+                (decode([tid]), lp)
+                for tid, lp in zip(gen.token_ids, gen.token_logprobs, strict=True)
+            ]
+        return {
+            "text": gen.text,
+            "finish_reason": gen.finish_reason,
+            "prompt_tokens": gen.usage.prompt_tokens,
+            "completion_tokens": gen.usage.completion_tokens,
+            "confidence": gen.confidence,
+            "tokens": tokens,
+        }
