@@ -4,14 +4,19 @@ One ``CausalLM`` wraps one base model. ``generate`` takes a list of prompts and 
 :class:`Generation` per prompt, in order; a bad prompt gets an error result and the rest of the
 batch still runs. Confidence is ``exp(mean token logprob)``, the geometric mean of the
 probabilities of the tokens the decoder chose (after constraints); see ``docs/models.md``.
+
+Requests for different LoRA adapters share one forward pass (PEFT's mixed-adapter batches), and
+``stream`` yields one prompt's text as it is decoded, ending with the same ``Generation``.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
+import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -30,6 +35,7 @@ from slm_agents.models.constraints import Constraint, GrammarCompiler, make_cons
 from slm_agents.models.sources import DEFAULT_CAUSAL, ensure_converted, resolve
 
 Messages = list[dict[str, str]]
+BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
 
 @dataclass
@@ -60,11 +66,16 @@ class GenerationOptions:
 
 @dataclass
 class Request:
-    """One prompt with its own output constraint (a JSON schema or a regex)."""
+    """One prompt with its own output constraint (a JSON schema or a regex) and adapter.
+
+    ``adapter`` names a loaded LoRA adapter for this prompt alone (None: the batch's
+    ``GenerationOptions.adapter``); requests for different adapters still share one batch.
+    """
 
     prompt: str | Messages
     json_schema: Any = None  # dict, JSON text, or a pydantic model class
     regex: str | None = None
+    adapter: str | None = None
 
 
 @dataclass
@@ -73,6 +84,7 @@ class _Prepared:
     n_tokens: int
     constraint: Constraint | None
     grammar: Any = field(default=None, repr=False)
+    adapter: str | None = None
 
 
 class CausalLM(Model):
@@ -139,10 +151,91 @@ class CausalLM(Model):
         continues that message (its text is not repeated in ``Generation.text``).
 
         Keyword overrides (``max_new_tokens=32``, ``json_schema=...``, ``regex=...``) apply to
-        the whole batch; a :class:`Request` carries its own constraint.
+        the whole batch; a :class:`Request` carries its own constraint and adapter. Requests
+        for different adapters run in one forward pass; an unknown ``Request.adapter`` is that
+        request's error, an unknown ``adapter=`` option a ``ValueError`` for the call.
         """
         if isinstance(prompts, (str, Request)):
             raise TypeError("generate takes a list of prompts; wrap a single prompt in [ ]")
+        prompts, opts = self._with_options(list(prompts), options, overrides)
+        with self._lock:
+            return self._generate_locked(prompts, opts, progress)
+
+    def stream(
+        self,
+        prompt: str | Messages | Request,
+        options: GenerationOptions | None = None,
+        **overrides: Any,
+    ) -> Iterator[str | Generation]:
+        """Generate for ONE prompt, yielding text deltas (``str``) as tokens are decoded and,
+        last, the complete :class:`Generation`, the one ``generate([prompt])`` returns.
+
+        ``"".join(deltas) == final.text``: text a stop string would cut, or that may still be
+        part of one, is held back until it is certain. A bad prompt yields only the error
+        Generation. Options are checked here (a bad one raises now); generation starts at the
+        first ``next()``.
+
+        The model lock is held from the first ``next()`` until the final item, so other calls
+        on this model wait while a consumer reads slowly, and the consumer must not call this
+        model itself in between (it would wait for itself). Closing the generator early
+        (``close()``, ``break`` in a for loop, garbage collection) stops decoding at the next
+        token and releases the lock.
+        """
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], dict):
+            raise TypeError("stream takes one prompt; use generate for a list of prompts")
+        [request], opts = self._with_options([prompt], options, overrides)
+        problem = self._adapter_problem(opts.adapter)  # checked again once the lock is held
+        if problem:
+            raise ValueError(problem)
+        return self._stream(request, opts)
+
+    def _stream(self, request: Any, opts: GenerationOptions) -> Iterator[str | Generation]:
+        from transformers import StoppingCriteriaList
+
+        from slm_agents.models.streaming import CancelFlag, TextDeltas
+
+        events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        cancelled = threading.Event()
+        hooks = {
+            "streamer": TextDeltas(
+                self.tokenizer, opts.stop, self._eos_ids, lambda d: events.put(("delta", d))
+            ),
+            "stopping_criteria": StoppingCriteriaList([CancelFlag(cancelled)]),
+        }
+
+        def work() -> None:
+            try:
+                [final] = self._generate_locked([request], opts, hooks=hooks, operation="stream")
+                events.put(("done", final))
+            except BaseException as exc:  # a bug or an unknown adapter= option: the caller's
+                events.put(("failed", exc))
+
+        # The worker runs in a copy of the caller's context: its span nests under the caller's
+        # current span and never stays open in the caller's context between yields.
+        context = contextvars.copy_context()
+        with self._lock:
+            worker = threading.Thread(target=context.run, args=(work,), daemon=True)
+            worker.start()
+            try:
+                emitted = ""
+                while True:
+                    kind, value = events.get()
+                    if kind == "failed":
+                        raise value
+                    if kind == "done":
+                        break
+                    emitted += value
+                    yield value
+                if value.text.startswith(emitted) and len(value.text) > len(emitted):
+                    yield value.text[len(emitted) :]  # what was held back for stop strings
+                yield value
+            finally:
+                cancelled.set()
+                worker.join()
+
+    def _with_options(
+        self, prompts: list[Any], options: GenerationOptions | None, overrides: dict[str, Any]
+    ) -> tuple[list[Any], GenerationOptions]:
         schema, regex = overrides.pop("json_schema", None), overrides.pop("regex", None)
         opts = replace(options or self.options, **overrides)
         if schema is not None or regex is not None:
@@ -150,23 +243,39 @@ class CausalLM(Model):
                 p if isinstance(p, Request) else Request(p, json_schema=schema, regex=regex)
                 for p in prompts
             ]
-        with (
-            self._lock,
-            tracking.model_call(self.name, "generate", list(prompts), asdict(opts)) as span,
-        ):
+        return prompts, opts
+
+    def _generate_locked(
+        self,
+        prompts: list[Any],
+        opts: GenerationOptions,
+        progress: bool = False,
+        hooks: dict[str, Any] | None = None,
+        operation: str = "generate",
+    ) -> list[Generation]:
+        """``generate``'s body; the caller holds the lock. ``hooks`` go to ``model.generate``."""
+        problem = self._adapter_problem(opts.adapter)
+        if problem:
+            raise ValueError(problem)
+        with tracking.model_call(self.name, operation, prompts, asdict(opts)) as span:
             results = run_isolated(
-                list(prompts),
+                prompts,
                 lambda p: self._prepare(p, opts),
-                lambda ready: self._run_chunks(ready, opts, progress),
+                lambda ready: self._run_chunks(ready, opts, progress, hooks or {}),
                 lambda msg: Generation(error=msg),
             )
             span.record(results)
         return results
 
     def _prepare(self, prompt: Any, opts: GenerationOptions) -> _Prepared:
-        constraint = None
+        constraint, adapter = None, opts.adapter
         if isinstance(prompt, Request):
             constraint = make_constraint(prompt.json_schema, prompt.regex)
+            if prompt.adapter is not None:
+                adapter = prompt.adapter
+                problem = self._adapter_problem(adapter)
+                if problem:
+                    raise InputError(problem)
             prompt = prompt.prompt
         text = self._render(prompt, opts.chat)
         n_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
@@ -177,7 +286,7 @@ class CausalLM(Model):
                 f"max_new_tokens={opts.max_new_tokens} leaves room for {room}; shorten it"
             )
         grammar = self._grammar_compiler().compile(constraint) if constraint else None
-        return _Prepared(text, n_tokens, constraint, grammar)
+        return _Prepared(text, n_tokens, constraint, grammar, adapter)
 
     def _render(self, prompt: Any, chat: bool = True) -> str:
         if isinstance(prompt, bytes):
@@ -224,27 +333,34 @@ class CausalLM(Model):
         return tok.bos_token if with_special[:1] == [tok.bos_token_id] else ""
 
     def _run_chunks(
-        self, ready: list[_Prepared], opts: GenerationOptions, progress: bool
+        self,
+        ready: list[_Prepared],
+        opts: GenerationOptions,
+        progress: bool,
+        hooks: dict[str, Any],
     ) -> list[Generation]:
         import torch
         from tqdm.auto import tqdm
 
         if opts.seed is not None:
             torch.manual_seed(opts.seed)
+
         # Constrained and free prompts go in separate batches: the grammar processor masks
-        # every row it is given.
-        order = sorted(range(len(ready)), key=lambda i: ready[i].constraint is not None)
+        # every row it is given. Plain LoRA adapters mix in one batch; any other adapter
+        # (DoRA, another PEFT method) gets batches of its own.
+        def batch_key(p: _Prepared) -> tuple[bool, str]:
+            alone = p.adapter is not None and not self._mixable(p.adapter)
+            return (p.constraint is not None, str(p.adapter) if alone else "")
+
+        order = sorted(range(len(ready)), key=lambda i: batch_key(ready[i]))
         results: list[Generation | None] = [None] * len(ready)
         bar = tqdm(total=len(ready), desc=f"{self.name} generate", disable=not progress)
         start = 0
         while start < len(order):
-            constrained = ready[order[start]].constraint is not None
-            chunk = [
-                i
-                for i in order[start : start + self.batch_size]
-                if (ready[i].constraint is not None) == constrained
-            ]
-            generated = self._generate_batch([ready[i] for i in chunk], opts)
+            key = batch_key(ready[order[start]])
+            window = order[start : start + self.batch_size]
+            chunk = [i for i in window if batch_key(ready[i]) == key]
+            generated = self._generate_batch([ready[i] for i in chunk], opts, hooks)
             for i, gen in zip(chunk, generated, strict=True):
                 results[i] = gen
             start += len(chunk)
@@ -252,7 +368,9 @@ class CausalLM(Model):
         bar.close()
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch: list[_Prepared], opts: GenerationOptions) -> list[Generation]:
+    def _generate_batch(
+        self, batch: list[_Prepared], opts: GenerationOptions, hooks: dict[str, Any]
+    ) -> list[Generation]:
         import torch
 
         from slm_agents.models.token_logprobs import ChosenTokenLogprobs, sampling_processors
@@ -282,7 +400,14 @@ class CausalLM(Model):
         )
         if opts.stop:
             kwargs.update(stop_strings=list(opts.stop), tokenizer=self.tokenizer)
-        with Timer() as timer, torch.inference_mode(), self._adapter_scope(opts.adapter):
+        kwargs.update(hooks)
+        names = {p.adapter for p in batch}
+        if len(names) > 1:  # one forward pass, each row through its own adapter (PEFT)
+            kwargs["adapter_names"] = [p.adapter or BASE_ROW for p in batch]
+            scope = self._mixed_scope(names)
+        else:
+            scope = self._adapter_scope(batch[0].adapter)
+        with Timer() as timer, torch.inference_mode(), scope:
             sequences = self.model.generate(**enc, **kwargs)
         new_tokens = sequences[:, enc.input_ids.shape[1] :]
         logprobs = recorder.logprobs(new_tokens)
@@ -294,8 +419,7 @@ class CausalLM(Model):
     def _to_generation(
         self, prepared: _Prepared, ids: list[int], logprobs: list[float], opts, timer
     ) -> Generation:
-        eos_ids = _as_set(self.model.generation_config.eos_token_id) | {self.tokenizer.eos_token_id}
-        end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+        end = next((i for i, t in enumerate(ids) if t in self._eos_ids), None)
         text = self.tokenizer.decode(
             ids[: end if end is not None else len(ids)], skip_special_tokens=True
         )
@@ -326,6 +450,11 @@ class CausalLM(Model):
                     f"raise max_new_tokens (now {opts.max_new_tokens})"
                 )
         return gen
+
+    @property
+    def _eos_ids(self) -> set[int]:
+        """The ids that end a reply: the generation config's and the tokenizer's."""
+        return _as_set(self.model.generation_config.eos_token_id) | {self.tokenizer.eos_token_id}
 
     def _tokens_to_stop(self, ids: list[int], stops: Sequence[str], upper: int) -> int:
         """How many of ``ids`` it took to write the first stop string.
@@ -367,27 +496,62 @@ class CausalLM(Model):
         return list(getattr(self.model, "peft_config", {}) or {})
 
     def load_adapter(self, path: str, name: str) -> None:
-        """Load a PEFT LoRA adapter from a folder under ``name``; select it per call."""
+        """Load a PEFT LoRA adapter from a folder under ``name``; select it per call.
+
+        Takes the model lock, like ``unload_adapter``: it waits for a running ``generate`` or
+        ``stream``, so a server may load and evict adapters from other threads.
+        """
         from peft import PeftModel
 
         if self.quantize:
             raise ValueError("LoRA adapters need the unquantized model; load without quantize")
-        if name in self.adapters:
-            raise ValueError(f"adapter {name!r} is already loaded; unload it first")
-        if isinstance(self.model, PeftModel):
-            self.model.load_adapter(path, adapter_name=name)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
-        self.model.eval()
+        if name == BASE_ROW:
+            raise ValueError(f"{BASE_ROW!r} is reserved for the base model; pick another name")
+        with self._lock:
+            if name in self.adapters:
+                raise ValueError(f"adapter {name!r} is already loaded; unload it first")
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self.model.eval()
 
     def unload_adapter(self, name: str) -> None:
-        """Remove one adapter; removing the last restores the plain base model."""
-        if name not in self.adapters:
-            raise KeyError(f"no adapter {name!r}; loaded: {self.adapters}")
-        if len(self.adapters) == 1:
-            self.model = self.model.unload()
-        else:
-            self.model.delete_adapter(name)
+        """Remove one adapter; removing the last restores the plain base model. Waits for a
+        running ``generate`` or ``stream`` (the model lock)."""
+        with self._lock:
+            if name not in self.adapters:
+                raise KeyError(f"no adapter {name!r}; loaded: {self.adapters}")
+            if len(self.adapters) == 1:
+                self.model = self.model.unload()
+            else:
+                self.model.delete_adapter(name)
+
+    def _adapter_problem(self, name: str | None) -> str | None:
+        """Why ``name`` cannot be used now, or None (None itself is the base model)."""
+        if name is None or name in self.adapters:
+            return None
+        if not self.adapters:
+            return f"adapter {name!r} requested but no adapters are loaded"
+        return f"unknown adapter {name!r}; loaded: {self.adapters}"
+
+    def _mixable(self, name: str) -> bool:
+        """Whether PEFT can run this adapter in a mixed-adapter batch: plain LoRA only (its
+        ``adapter_names`` rejects DoRA and is ignored by other PEFT methods)."""
+        config = self.model.peft_config[name]
+        return (
+            getattr(config, "peft_type", None) == "LORA"  # PeftType is a str enum
+            and not getattr(config, "use_dora", False)
+            and getattr(config, "alora_invocation_tokens", None) is None
+        )
+
+    def _mixed_scope(self, names: set[str | None]):
+        """Adapters enabled, one of the batch's active: PEFT applies ``adapter_names`` only
+        while some adapter is active and enabled; each row then uses its own."""
+        import contextlib
+
+        self.model.set_adapter(sorted(n for n in names if n is not None)[0])
+        return contextlib.nullcontext()
 
     def _adapter_scope(self, name: str | None):
         import contextlib

@@ -107,7 +107,7 @@ def model_call(model: str, operation: str, inputs: list[Any], options: Any = Non
     if not tracker.active or not tracker.model_spans:
         yield _NullSpan()
         return
-    span_type = "LLM" if operation == "generate" else "CLASSIFIER"
+    span_type = "CLASSIFIER" if operation == "predict" else "LLM"  # generate, stream
     attrs = {"model": model, "batch_size": len(inputs)}
     shown = {"inputs": [str(x)[:PROMPT_LIMIT] for x in inputs], "options": options}
     with span(f"{model}.{operation}", span_type, shown, attrs) as live:
