@@ -50,6 +50,6 @@ def serve_command(
         serve_until_stopped(
             serve_config, on_ready=ready, host=host, port=port, api_key=api_key, address=address
         )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a deployment failed
         raise fail(str(exc)) from exc
     console.print("stopped.")

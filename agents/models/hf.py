@@ -267,6 +267,12 @@ class CausalLM(Model):
             span.record(results)
         return results
 
+    def check(self, prompt: str | Messages | Request, options: GenerationOptions) -> int:
+        """Raise :class:`InputError` (naming the problem) if ``generate`` would refuse this
+        prompt: empty, too long for the context with ``max_new_tokens``, a schema that does not
+        compile. Returns its token count. A server answers 400 from this before queueing."""
+        return self._prepare(prompt, options).n_tokens
+
     def _prepare(self, prompt: Any, opts: GenerationOptions) -> _Prepared:
         constraint, adapter = None, opts.adapter
         if isinstance(prompt, Request):

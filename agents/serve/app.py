@@ -25,8 +25,9 @@ def build_app(config: ServeConfig, api_key: str | None = None) -> Any:
     from slm_agents.serve.model_server import ModelServer
     from slm_agents.serve.team_server import TeamServer
 
-    models, adapters = {}, {}
+    models, adapters, timeouts = {}, {}, {}
     for entry in config.models:
+        timeouts[entry.model_id] = entry.request_timeout_s or config.request_timeout_s
         paths = entry.adapter_paths(config.base)
         deployment = serve.deployment(ModelServer, name=f"model-{entry.model_id}")
         deployment = deployment.options(**entry.deployment.serve_options())
@@ -42,7 +43,9 @@ def build_app(config: ServeConfig, api_key: str | None = None) -> Any:
     ingress = serve.deployment(Ingress, name="openai").options(
         num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=10_000
     )
-    return ingress.bind(models, teams, adapters, key_digest(api_key), config.request_timeout_s)
+    for name in teams:
+        timeouts["team:" + name] = config.request_timeout_s
+    return ingress.bind(models, teams, adapters, key_digest(api_key), timeouts)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -107,10 +110,13 @@ def stop() -> None:
 def serve_until_stopped(config: ServeConfig, on_ready: Any = print, **options: Any) -> None:
     """``start``, report the base URL, then wait for Ctrl-C or SIGTERM and stop cleanly."""
     stopped = threading.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda *_: stopped.set()) for s in signals}
+    previous: dict[int, Any] = {}
     try:
-        on_ready(start(config, **options))
+        base_url = start(config, **options)
+        # After ray.init, which installs a SIGTERM handler of its own that aborts the process.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stopped.set())
+        on_ready(base_url)
         while not stopped.wait(0.5):
             pass
     finally:

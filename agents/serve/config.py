@@ -98,6 +98,7 @@ class ModelEntry(_Strict):
     quantize: str | None = None
     device: str = "cpu"
     threads: int | None = Field(None, ge=1)  # torch threads per replica (default: its num_cpus)
+    request_timeout_s: float | None = Field(None, gt=0.0)  # over the config's for this model
     deployment: Deployment = Field(default_factory=Deployment)
 
     @property

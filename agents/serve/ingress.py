@@ -8,8 +8,8 @@ without the key, 404 for an unknown model or adapter (listing what exists), 429 
 request, 504 when it ran past the timeout (its work is cancelled). Never a hang, never a bare 500.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the route signatures' types at run
+# time, and Serve's class ingress resolves them outside this module.
 import asyncio
 import hashlib
 import hmac
@@ -57,218 +57,17 @@ async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(APIError(400, message, param=param).body(), status_code=400)
 
 
+@app.exception_handler(Exception)
+async def _bug(_: Request, exc: Exception) -> JSONResponse:
+    """A bug still answers in OpenAI's shape, never a bare 500 page."""
+    error = APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+    return JSONResponse(error.body(), status_code=500)
+
+
 def key_digest(key: str | None) -> str | None:
     """What the ingress keeps of the API key: its SHA-256, so the key itself never reaches
     Ray's actor arguments, the dashboard or a log."""
     return hashlib.sha256(key.encode()).hexdigest() if key else None
-
-
-@serve.ingress(app)
-class Ingress:
-    """Routes and error mapping; ``slm_agents.serve.app`` binds it to the model deployments."""
-
-    def __init__(
-        self,
-        models: dict[str, Any],
-        teams: dict[str, Any],
-        adapters: dict[str, list[str]],
-        key_sha256: str | None,
-        timeout_s: float,
-    ):
-        self.models, self.teams, self.adapters = models, teams, adapters
-        self.key_sha256, self.timeout_s = key_sha256, timeout_s
-        self.created = int(time.time())
-
-    # ------------------------------------------------------------------ routes
-    @app.get("/health")
-    async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "models": len(self.models), "teams": len(self.teams)}
-
-    @app.get("/v1/models")
-    async def list_models(self, request: Request) -> dict[str, Any]:
-        self._authorize(request)
-        data = []
-        for model_id in self.models:
-            data.append(self._model_card(model_id, None))
-            data += [self._model_card(f"{model_id}:{a}", model_id) for a in self.adapters[model_id]]
-        data += [self._model_card(TEAM_PREFIX + name, None) for name in self.teams]
-        return {"object": "list", "data": data}
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Any:
-        self._authorize(request)
-        body.check_n()
-        if body.top_logprobs:
-            raise APIError(
-                400,
-                "top_logprobs > 0 is not supported: the server returns the chosen tokens' "
-                "log-probs (logprobs: true)",
-                param="top_logprobs",
-            )
-        target, adapter = self._resolve(body.model)
-        if target in self.teams:
-            return await self._team(body, target)
-        job = {
-            "prompt": body.chat(),
-            "chat": True,
-            "max_new_tokens": body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
-            "temperature": body.temperature,
-            "top_p": body.top_p,
-            "seed": body.seed,
-            "stop": body.stops(),
-            "json_schema": body.response_format.schema() if body.response_format else None,
-            "adapter": adapter,
-            "logprobs": body.logprobs,
-        }
-        if body.stream:
-            return await self._stream(target, adapter, job, body, chat=True)
-        answer = await self._call(self._handle(target, adapter).generate, job)
-        return chat_completion(answer, body.model)
-
-    @app.post("/v1/completions")
-    async def completions(self, body: CompletionRequest, request: Request) -> Any:
-        self._authorize(request)
-        body.check_n()
-        if body.echo:
-            raise APIError(400, "echo is not supported", param="echo")
-        target, adapter = self._resolve(body.model)
-        if target in self.teams:
-            raise APIError(400, "teams answer chat completions only", param="model")
-        job = {
-            "prompt": body.text(),
-            "chat": False,
-            "max_new_tokens": body.max_tokens or 16,
-            "temperature": body.temperature,
-            "top_p": body.top_p,
-            "seed": body.seed,
-            "stop": body.stops(),
-            "json_schema": None,
-            "adapter": adapter,
-            "logprobs": body.logprobs is not None,
-        }
-        if body.stream:
-            return await self._stream(target, adapter, job, body, chat=False)
-        answer = await self._call(self._handle(target, adapter).generate, job)
-        return text_completion(answer, body.model)
-
-    # ------------------------------------------------------------------ helpers
-    def _authorize(self, request: Request) -> None:
-        if self.key_sha256 is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            key_digest(given.strip()) or "", self.key_sha256
-        ):
-            raise APIError(
-                401,
-                "missing or wrong API key: send it as 'Authorization: Bearer <key>'",
-                code="invalid_api_key",
-            )
-
-    def _model_card(self, model_id: str, parent: str | None) -> dict[str, Any]:
-        return {
-            "id": model_id,
-            "object": "model",
-            "created": self.created,
-            "owned_by": "slm-agents",
-            "root": parent or model_id,
-            "parent": parent,
-        }
-
-    def _available(self) -> list[str]:
-        ids = list(self.models)
-        ids += [f"{m}:{a}" for m in self.models for a in self.adapters[m]]
-        return ids + [TEAM_PREFIX + t for t in self.teams]
-
-    def _resolve(self, model: str) -> tuple[str, str | None]:
-        """(deployment key, adapter): a base model, ``base:adapter`` or ``team:name``."""
-        if model.startswith(TEAM_PREFIX) and model[len(TEAM_PREFIX) :] in self.teams:
-            return model[len(TEAM_PREFIX) :], None
-        base, _, adapter = model.partition(":")
-        if base in self.models and not adapter:
-            return base, None
-        if base in self.models and adapter in self.adapters[base]:
-            return base, adapter
-        if base in self.models:
-            raise APIError(
-                404,
-                f"model {model!r}: {base} has no adapter {adapter!r}; its adapters: "
-                f"{self.adapters[base]}",
-                param="model",
-                code="model_not_found",
-            )
-        raise APIError(
-            404,
-            f"model {model!r} does not exist; available: {self._available()}",
-            param="model",
-            code="model_not_found",
-        )
-
-    def _handle(self, target: str, adapter: str | None) -> Any:
-        handle = self.models[target]
-        return handle.options(multiplexed_model_id=adapter) if adapter else handle
-
-    async def _call(self, method: Any, payload: Any) -> dict[str, Any]:
-        """One call to a deployment, bounded by the timeout; failures become APIErrors."""
-        response = method.remote(payload)
-        try:
-            answer = await asyncio.wait_for(_awaited(response), timeout=self.timeout_s)
-        except TimeoutError as exc:
-            response.cancel()
-            raise APIError(
-                504,
-                f"the request ran past the server's timeout of {self.timeout_s:g} s and was "
-                "cancelled",
-                type="timeout",
-                code="timeout",
-            ) from exc
-        except asyncio.CancelledError:  # the client went away: so does the work
-            response.cancel()
-            raise
-        except Exception as exc:
-            raise _as_api_error(exc) from exc
-        return _checked(answer)
-
-    async def _team(self, body: ChatCompletionRequest, name: str) -> Any:
-        users = [m for m in body.messages if m.role == "user"]
-        if not users or not users[-1].text().strip():
-            raise APIError(
-                400, "a team answers the last user message; there is none", param="messages"
-            )
-        answer = await self._call(self.teams[name].run, users[-1].text())
-        extra = {"slm_agents": answer.get("slm_agents")}
-        if body.stream:
-            chunk_id = completion_id("chatcmpl")
-            chunks = [
-                chat_chunk(chunk_id, body.model, {"role": "assistant", "content": answer["text"]}),
-                chat_chunk(chunk_id, body.model, {}, answer["finish_reason"]) | extra,
-            ]
-            return StreamingResponse(_sse(chunks), media_type="text/event-stream")
-        return chat_completion(answer, body.model, extra)
-
-    async def _stream(self, target: str, adapter: str | None, job: dict, body: Any, chat: bool):
-        """Server-sent events; the first piece is awaited before the response starts, so a bad
-        request still gets its status code instead of a broken stream."""
-        pieces = self._handle(target, adapter).options(stream=True).stream.remote(job)
-        try:
-            first = await asyncio.wait_for(pieces.__anext__(), timeout=self.timeout_s)
-        except TimeoutError as exc:
-            pieces.cancel()
-            raise APIError(504, "no first token before the timeout", type="timeout") from exc
-        except StopAsyncIteration as exc:
-            raise APIError(
-                500, "the model ended the stream without an answer", type="server_error"
-            ) from exc
-        except asyncio.CancelledError:
-            pieces.cancel()
-            raise
-        except Exception as exc:
-            raise _as_api_error(exc) from exc
-        _checked(first)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _stream_events(first, pieces, body.model, chat, include_usage)
-        return StreamingResponse(events, media_type="text/event-stream")
 
 
 async def _awaited(response: Any) -> Any:
@@ -358,3 +157,215 @@ async def _stream_events(
     finally:
         pieces.cancel()
     yield "data: [DONE]\n\n"
+
+
+# Everything the routes use is defined above the class: ``serve.ingress`` freezes the app (a
+# pickle round trip) when the class is decorated.
+
+
+@serve.ingress(app)
+class Ingress:
+    """Routes and error mapping; ``slm_agents.serve.app`` binds it to the model deployments."""
+
+    def __init__(
+        self,
+        models: dict[str, Any],
+        teams: dict[str, Any],
+        adapters: dict[str, list[str]],
+        key_sha256: str | None,
+        timeouts: dict[str, float],
+    ):
+        self.models, self.teams, self.adapters = models, teams, adapters
+        self.key_sha256, self.timeouts = key_sha256, timeouts
+        self.created = int(time.time())
+
+    # ------------------------------------------------------------------ routes
+    @app.get("/health")
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "models": len(self.models), "teams": len(self.teams)}
+
+    @app.get("/v1/models")
+    async def list_models(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
+        data = []
+        for model_id in self.models:
+            data.append(self._model_card(model_id, None))
+            data += [self._model_card(f"{model_id}:{a}", model_id) for a in self.adapters[model_id]]
+        data += [self._model_card(TEAM_PREFIX + name, None) for name in self.teams]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Any:
+        self._authorize(request)
+        body.check_n()
+        if body.top_logprobs:
+            raise APIError(
+                400,
+                "top_logprobs > 0 is not supported: the server returns the chosen tokens' "
+                "log-probs (logprobs: true)",
+                param="top_logprobs",
+            )
+        target, adapter = self._resolve(body.model)
+        if target in self.teams:
+            return await self._team(body, target)
+        job = {
+            "prompt": body.chat(),
+            "chat": True,
+            "max_new_tokens": body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS,
+            "temperature": body.temperature,
+            "top_p": body.top_p,
+            "seed": body.seed,
+            "stop": body.stops(),
+            "json_schema": body.response_format.schema() if body.response_format else None,
+            "adapter": adapter,
+            "logprobs": body.logprobs,
+        }
+        if body.stream:
+            return await self._stream(target, adapter, job, body, chat=True)
+        answer = await self._call(self._handle(target, adapter).generate, job, target)
+        return chat_completion(answer, body.model, {"slm_agents": answer.get("batch")})
+
+    @app.post("/v1/completions")
+    async def completions(self, body: CompletionRequest, request: Request) -> Any:
+        self._authorize(request)
+        body.check_n()
+        if body.echo:
+            raise APIError(400, "echo is not supported", param="echo")
+        target, adapter = self._resolve(body.model)
+        if target in self.teams:
+            raise APIError(400, "teams answer chat completions only", param="model")
+        job = {
+            "prompt": body.text(),
+            "chat": False,
+            "max_new_tokens": body.max_tokens or 16,
+            "temperature": body.temperature,
+            "top_p": body.top_p,
+            "seed": body.seed,
+            "stop": body.stops(),
+            "json_schema": None,
+            "adapter": adapter,
+            "logprobs": body.logprobs is not None,
+        }
+        if body.stream:
+            return await self._stream(target, adapter, job, body, chat=False)
+        answer = await self._call(self._handle(target, adapter).generate, job, target)
+        return text_completion(answer, body.model)
+
+    # ------------------------------------------------------------------ helpers
+    def _authorize(self, request: Request) -> None:
+        if self.key_sha256 is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            key_digest(given.strip()) or "", self.key_sha256
+        ):
+            raise APIError(
+                401,
+                "missing or wrong API key: send it as 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+            )
+
+    def _model_card(self, model_id: str, parent: str | None) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "slm-agents",
+            "root": parent or model_id,
+            "parent": parent,
+        }
+
+    def _available(self) -> list[str]:
+        ids = list(self.models)
+        ids += [f"{m}:{a}" for m in self.models for a in self.adapters[m]]
+        return ids + [TEAM_PREFIX + t for t in self.teams]
+
+    def _resolve(self, model: str) -> tuple[str, str | None]:
+        """(deployment key, adapter): a base model, ``base:adapter`` or ``team:name``."""
+        if model.startswith(TEAM_PREFIX) and model[len(TEAM_PREFIX) :] in self.teams:
+            return model[len(TEAM_PREFIX) :], None
+        base, _, adapter = model.partition(":")
+        if base in self.models and not adapter:
+            return base, None
+        if base in self.models and adapter in self.adapters[base]:
+            return base, adapter
+        if base in self.models:
+            raise APIError(
+                404,
+                f"model {model!r}: {base} has no adapter {adapter!r}; its adapters: "
+                f"{self.adapters[base]}",
+                param="model",
+                code="model_not_found",
+            )
+        raise APIError(
+            404,
+            f"model {model!r} does not exist; available: {self._available()}",
+            param="model",
+            code="model_not_found",
+        )
+
+    def _handle(self, target: str, adapter: str | None) -> Any:
+        handle = self.models[target]
+        return handle.options(multiplexed_model_id=adapter) if adapter else handle
+
+    async def _call(self, method: Any, payload: Any, target: str) -> dict[str, Any]:
+        """One call to a deployment, bounded by its timeout; failures become APIErrors."""
+        timeout_s = self.timeouts[target]
+        response = method.remote(payload)
+        try:
+            answer = await asyncio.wait_for(_awaited(response), timeout=timeout_s)
+        except TimeoutError as exc:
+            response.cancel()
+            raise APIError(
+                504,
+                f"the request ran past the server's timeout of {timeout_s:g} s and was cancelled",
+                type="timeout",
+                code="timeout",
+            ) from exc
+        except asyncio.CancelledError:  # the client went away: so does the work
+            response.cancel()
+            raise
+        except Exception as exc:
+            raise _as_api_error(exc) from exc
+        return _checked(answer)
+
+    async def _team(self, body: ChatCompletionRequest, name: str) -> Any:
+        users = [m for m in body.messages if m.role == "user"]
+        if not users or not users[-1].text().strip():
+            raise APIError(
+                400, "a team answers the last user message; there is none", param="messages"
+            )
+        answer = await self._call(self.teams[name].run, users[-1].text(), TEAM_PREFIX + name)
+        extra = {"slm_agents": answer.get("slm_agents")}
+        if body.stream:
+            chunk_id = completion_id("chatcmpl")
+            chunks = [
+                chat_chunk(chunk_id, body.model, {"role": "assistant", "content": answer["text"]}),
+                chat_chunk(chunk_id, body.model, {}, answer["finish_reason"]) | extra,
+            ]
+            return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+        return chat_completion(answer, body.model, extra)
+
+    async def _stream(self, target: str, adapter: str | None, job: dict, body: Any, chat: bool):
+        """Server-sent events; the first piece is awaited before the response starts, so a bad
+        request still gets its status code instead of a broken stream."""
+        pieces = self._handle(target, adapter).options(stream=True).stream.remote(job)
+        try:
+            first = await asyncio.wait_for(pieces.__anext__(), timeout=self.timeouts[target])
+        except TimeoutError as exc:
+            pieces.cancel()
+            raise APIError(504, "no first token before the timeout", type="timeout") from exc
+        except StopAsyncIteration as exc:
+            raise APIError(
+                500, "the model ended the stream without an answer", type="server_error"
+            ) from exc
+        except asyncio.CancelledError:
+            pieces.cancel()
+            raise
+        except Exception as exc:
+            raise _as_api_error(exc) from exc
+        _checked(first)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _stream_events(first, pieces, body.model, chat, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream")

@@ -166,8 +166,12 @@ class ModelServer:
                         for i in rows
                     ]
                     gens = self.lm.generate(requests, **{k: first[k] for k in OPTION_KEYS})
+                    batch = {  # what shared this forward pass, for clients and the benchmark
+                        "batch_size": len(rows),
+                        "batch_adapters": sorted({jobs[i].get("adapter") or "" for i in rows}),
+                    }
                     for i, gen in zip(rows, gens, strict=True):
-                        answers[i] = self.answer(gen, jobs[i])
+                        answers[i] = self.answer(gen, jobs[i]) | {"batch": batch}
             finally:
                 for name in needed - self._resident:
                     if name in self.lm.adapters:
