@@ -193,7 +193,7 @@ def record(
         "id": request.id,
         "input": request.text,
         "output": _jsonable(result.output),
-        "confidence": round(result.confidence, 4),
+        "confidence": None if result.confidence is None else round(result.confidence, 4),
         "error": result.error,
         "label": request.label,
         "agents": agents,

@@ -4,12 +4,17 @@ Every agent call appends a :class:`Step`; patterns concatenate their children's 
 Result shows the full path (which agents ran, the confidence behind each decision, tokens,
 latency and cost per agent). Errors caused by the input or the model are Results with ``error``
 set, never exceptions through a batch.
+
+A confidence of None means "no confidence available" (a backend that gives no token
+probabilities, such as an HTTP endpoint without logprobs); it is never replaced by a made-up
+number. Patterns say how they treat it (a Cascade accepts such an answer).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +34,7 @@ class Step:
 
     agent: str
     output: Any = None
-    confidence: float = 0.0
+    confidence: float | None = 0.0  # None: no confidence available
     model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -49,7 +54,7 @@ class Step:
 class Result:
     task_id: str
     output: Any = None
-    confidence: float = 0.0
+    confidence: float | None = 0.0  # None: no confidence available
     path: list[Step] = field(default_factory=list)
     latency_s: float = 0.0
     error: str | None = None
@@ -89,3 +94,15 @@ class Result:
 
 def now() -> float:
     return time.time()
+
+
+def weakest(confidences: Iterable[float | None]) -> float | None:
+    """The lowest of the known confidences; None when none is known (a result is only as sure
+    as its least sure part, and an unknown part neither raises nor lowers that)."""
+    known = [c for c in confidences if c is not None]
+    return min(known) if known else None
+
+
+def shown(confidence: float | None) -> str:
+    """A confidence for a decision text: ``0.42``, or ``n/a`` when none is available."""
+    return "n/a" if confidence is None else f"{confidence:.2f}"

@@ -1,7 +1,8 @@
 """Model backends behind one small interface; heavy imports happen in the backend classes.
 
-``CausalLM`` (transformers causal LM) and ``EncoderClassifier`` (encoder + label head or
-zero-shot label descriptions) both take lists and return one result per input.
+``CausalLM`` (transformers causal LM), ``OpenAIEndpoint`` (any OpenAI-compatible HTTP endpoint)
+and ``EncoderClassifier`` (encoder + label head or zero-shot label descriptions) all take lists
+and return one result per input.
 """
 
 from slm_agents.models.base import Generation, InputError, Prediction, Usage
@@ -15,6 +16,7 @@ __all__ = [
     "GenerationOptions",
     "InputError",
     "ModelNotFoundError",
+    "OpenAIEndpoint",
     "Prediction",
     "Request",
     "Usage",
@@ -28,6 +30,10 @@ def __getattr__(name: str):
         from slm_agents.models import hf
 
         return getattr(hf, name)
+    if name == "OpenAIEndpoint":
+        from slm_agents.models.openai_endpoint import OpenAIEndpoint
+
+        return OpenAIEndpoint
     if name == "EncoderClassifier":
         from slm_agents.models.classifier import EncoderClassifier
 

@@ -43,14 +43,16 @@ class Generation:
     """What a causal model produced for one prompt.
 
     ``confidence`` is the geometric mean of the chosen tokens' probabilities (see
-    ``docs/models.md``); ``parsed`` holds the decoded JSON when a schema was requested.
+    ``docs/models.md``), or None when the backend has no token probabilities to give (an HTTP
+    endpoint that returns no logprobs): "no confidence available", never a made-up number.
+    ``parsed`` holds the decoded JSON when a schema was requested.
     ``token_ids[i]`` is the token whose log-probability is ``token_logprobs[i]``, so a caller
     can tie probabilities to spans of ``text`` (the Extractor's per-field confidence does).
     """
 
     text: str = ""
     token_logprobs: list[float] = field(default_factory=list)
-    confidence: float = 0.0
+    confidence: float | None = 0.0  # None: no confidence available
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "error"  # "stop", "length" or "error"
     latency_s: float = 0.0

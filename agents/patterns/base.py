@@ -7,7 +7,7 @@ from dataclasses import replace
 from slm_agents.result import Result, Step, now
 
 
-def decision(pattern: str, text: str, confidence: float = 0.0) -> Step:
+def decision(pattern: str, text: str, confidence: float | None = 0.0) -> Step:
     """A zero-cost step that records what a pattern decided and why."""
     t = now()
     return Step(pattern, confidence=confidence, start_s=t, end_s=t, decision=text, kind="decision")

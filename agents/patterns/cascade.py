@@ -5,6 +5,10 @@ large agent is called as well and its answer wins.
 to the large agent (as RouteLLM calibrates routers) or to the lowest share that reaches a
 target accuracy.
 
+No confidence available (``None``, a backend without token probabilities): the small agent's
+answer is accepted as final, as it is in ``calibrate`` (such a task is never escalated; there is
+no signal to escalate on). The large agent's answer is always final, whatever its confidence.
+
 One shape per cascade: when the small agent answers with a dict (a router's
 ``{"intent", "department", ...}``) and the large one with a bare answer, ``answer_field`` maps
 the large agent's answer onto the small agent's fields, so every Result has the same keys.
@@ -19,7 +23,7 @@ from typing import Any
 
 from slm_agents.agent import Agent, merge, split_valid
 from slm_agents.patterns.base import chain, decision
-from slm_agents.result import Result, Task
+from slm_agents.result import Result, Task, shown
 
 
 class Cascade(Agent):
@@ -46,11 +50,15 @@ class Cascade(Agent):
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)
         first = self.small.run_batch(valid) if valid else []
-        escalate = [i for i, r in enumerate(first) if not r.ok or r.confidence < self.threshold]
+        escalate = [i for i, r in enumerate(first) if not self._accepts(r)]
         out = list(first)
         for i in range(len(first)):
             if i not in escalate:
-                why = f"accept: {first[i].confidence:.2f} >= {self.threshold:.2f}"
+                why = (
+                    "accept: no confidence available"
+                    if first[i].confidence is None
+                    else f"accept: {first[i].confidence:.2f} >= {self.threshold:.2f}"
+                )
                 out[i] = chain(first[i], decision(self.name, why, first[i].confidence))
         if escalate:
             decided = {  # stamped now, before the large agent runs, so traces read in order
@@ -58,7 +66,7 @@ class Cascade(Agent):
                     self.name,
                     f"escalate: {first[i].error}"
                     if not first[i].ok
-                    else f"escalate: {first[i].confidence:.2f} < {self.threshold:.2f}",
+                    else f"escalate: {shown(first[i].confidence)} < {self.threshold:.2f}",
                     first[i].confidence,
                 )
                 for i in escalate
@@ -67,6 +75,11 @@ class Cascade(Agent):
             for i, result in zip(escalate, second, strict=True):
                 out[i] = chain(first[i], decided[i], then=self._shaped(first[i], result))
         return merge(len(tasks), errors, out)
+
+    def _accepts(self, small: Result) -> bool:
+        """The small agent's answer is final: it succeeded, and it is confident enough or no
+        confidence is available."""
+        return small.ok and (small.confidence is None or small.confidence >= self.threshold)
 
     def _shaped(self, small: Result, large: Result) -> Result:
         """``large`` with its answer put into ``small``'s fields (see ``answer_field``)."""
@@ -86,10 +99,14 @@ class Cascade(Agent):
         target_accuracy: float | None = None,
         correct: Callable[[Any, Any], bool] = lambda output, label: output == label,
     ) -> dict[str, float]:
-        """Run both agents on a labelled sample and set ``threshold``; returns the curve point."""
+        """Run both agents on a labelled sample and set ``threshold``; returns the curve point.
+
+        A failed small answer counts as confidence 0 (always escalated), one with no confidence
+        available as 1 (never escalated), as ``run_batch`` treats them.
+        """
         small = self.small.run_batch(tasks)
         large = self.large.run_batch(tasks)
-        conf = [r.confidence if r.ok else 0.0 for r in small]
+        conf = [(1.0 if r.confidence is None else r.confidence) if r.ok else 0.0 for r in small]
         small_ok = [r.ok and correct(r.output, y) for r, y in zip(small, labels, strict=True)]
         large_ok = [r.ok and correct(r.output, y) for r, y in zip(large, labels, strict=True)]
         self.threshold = calibrate_threshold(

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from slm_agents.agent import Agent, merge, split_valid
 from slm_agents.patterns.base import chain, decision
-from slm_agents.result import Result, Task
+from slm_agents.result import Result, Task, shown
 
 
 class Route(Agent):
@@ -54,7 +54,7 @@ class Route(Agent):
         }
         for target, positions in groups.items():
             for i, result in zip(positions, running[target].result(), strict=True):
-                why = f"route -> {target} ({labelled[i].output!r}, {labelled[i].confidence:.2f})"
+                why = f"route -> {target} ({labelled[i].output!r}, {shown(labelled[i].confidence)})"
                 out[i] = chain(
                     labelled[i], decision(self.name, why, labelled[i].confidence), then=result
                 )

@@ -4,7 +4,9 @@ then the verifier's answer accepts, corrects or rejects the draft.
 Both run at once (``submit``), so the latency is that of the slower one, not their sum; each
 Result records both (``meta["sequential_latency_s"]`` is what running them in turn would cost).
 The ``judge`` decides: by default equal outputs accept the draft, a confident verifier
-corrects it, an unsure one rejects both (an error Result that says so).
+corrects it, an unsure one rejects both (an error Result that says so). A verifier with no
+confidence available (None) counts as sure only when ``min_verifier_confidence`` is 0: nothing
+shows that it meets a higher bar.
 """
 
 from __future__ import annotations
@@ -40,9 +42,14 @@ class ParallelVerify(Agent):
     def judge(self, draft: Result, check: Result) -> Verdict:
         if check.ok and draft.ok and self.agree(draft.output, check.output):
             return "accept"
-        if check.ok and check.confidence >= self.min_verifier_confidence:
+        if check.ok and self._sure(check.confidence):
             return "correct"
         return "reject"
+
+    def _sure(self, confidence: float | None) -> bool:
+        if confidence is None:  # no confidence available: meets only a bar of 0
+            return self.min_verifier_confidence <= 0.0
+        return confidence >= self.min_verifier_confidence
 
     def run_batch(self, tasks: Sequence[str | Task]) -> list[Result]:
         valid, errors = split_valid(tasks, self.name)

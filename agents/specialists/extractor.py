@@ -24,7 +24,8 @@ on. So the Extractor
   training token for token. Without an explicit schema, the adapter's recorded schema is used.
 
 Output: an instance of the pydantic class, or a dict for a JSON-schema dict. ``meta`` gets
-``field_confidence`` (field -> [0, 1]), ``warnings`` (list of str) and ``raw_output`` (the
+``field_confidence`` (field -> [0, 1], or None from a backend that gives no confidence),
+``warnings`` (list of str) and ``raw_output`` (the
 parsed dict before hooks).
 """
 
@@ -46,7 +47,7 @@ from slm_agents.agent import (
 )
 from slm_agents.models.base import AdapterHost, Generation, Messages, TextGenerator, TokenAligned
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
-from slm_agents.result import Result, Task, now
+from slm_agents.result import Result, Task, now, weakest
 from slm_agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
 
 DEFAULT_PROMPT = "Extract the {fields} from this text as JSON.\n\n{text}"
@@ -270,7 +271,8 @@ class Extractor(Agent):
             else:
                 meta["raw_output"] = raw
                 meta["field_confidence"] = self._confidences(gen)
-                confidence = min(meta["field_confidence"].values(), default=gen.confidence)
+                fields = meta["field_confidence"].values()
+                confidence = weakest(fields) if fields else gen.confidence
                 output, error = self._finish(raw, meta["warnings"])
         step = llm_step(
             self.name,
@@ -293,13 +295,14 @@ class Extractor(Agent):
             meta=meta,
         )
 
-    def _confidences(self, gen: Generation) -> dict[str, float]:
+    def _confidences(self, gen: Generation) -> dict[str, float | None]:
         ids = gen.token_ids
         if ids and isinstance(self.model, TokenAligned) and len(ids) == len(gen.token_logprobs):
             ends = self.model.token_ends(ids)
             if ends and ends[-1] == len(gen.text):
                 return field_confidences(gen.text, gen.token_logprobs, ends)
-        # No token alignment (another backend): every field gets the generation's confidence.
+        # No token alignment (another backend): every field gets the generation's confidence,
+        # None when the backend gives none.
         return {key: gen.confidence for key in value_spans(gen.text)}
 
     def _finish(self, raw: dict[str, Any], warnings: list[str]) -> tuple[Any, str | None]:

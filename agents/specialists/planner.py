@@ -27,7 +27,7 @@ from typing import Any
 from slm_agents.agent import Agent, LLMAgent, merge, split_valid
 from slm_agents.models.base import TextGenerator
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
-from slm_agents.result import Result, Task
+from slm_agents.result import Result, Task, weakest
 
 PLAN_PROMPT = """Split the request below into calls to these specialists:
 {menu}
@@ -194,7 +194,9 @@ class Planner(Agent):
             error = "every specialist step failed" if len(failed) == len(entries) else None
             output = {"plan": steps[i], "steps": entries, "answer": answer}
             results.append(
-                Result(task.id, output, min(confidences), path, _span(path), error, meta=task.meta)
+                Result(
+                    task.id, output, weakest(confidences), path, _span(path), error, meta=task.meta
+                )
             )
         return results
 

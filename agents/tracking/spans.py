@@ -47,7 +47,7 @@ class _ModelSpan:
             if r.error
             else {
                 "output": to_json(getattr(r, "text", None) or getattr(r, "label", None)),
-                "confidence": round(r.confidence, 4),
+                "confidence": None if r.confidence is None else round(r.confidence, 4),
             }
             for r in results
         ]
