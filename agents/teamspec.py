@@ -24,6 +24,22 @@ Agent kinds: ``llm`` and ``classifier`` (plain agents), the specialists ``suppor
 hosts every agent but the planner as a Ray actor (the fields of ``HostingConfig``).
 ``prices: {MODEL: {input_per_million, output_per_million}}`` prices every agent's calls
 (in process and on Ray), over the defaults of ``slm_agents.pricing``.
+
+An agent of kind ``llm``, ``planner``, ``extractor`` or ``coder`` can run on an OpenAI-compatible
+HTTP endpoint instead of a local model (``slm_agents.models.OpenAIEndpoint``)::
+
+    llm-tier:
+      kind: llm
+      endpoint: {base_url: "http://127.0.0.1:8000/v1", model: gpt-4o-mini,
+                 api_key_env: OPENAI_API_KEY}
+      prompt: "Answer briefly: {text}"
+
+It then takes no ``model`` (nor ``adapters``, ``quantize``, ``adapter_dir``: the server hosts the
+model; ``adapter`` names an adapter it serves), ``max_new_tokens`` is the request's
+``max_tokens``, and it counts as ``tier: llm`` unless it says otherwise. ``api_key_env`` names
+the environment variable holding the key (omit it for a local server); optional
+``max_concurrency``, ``timeout_s``, ``max_retries``. The endpoint's ``model`` is the name
+``prices:`` prices it by.
 """
 
 from __future__ import annotations
@@ -63,6 +79,26 @@ KIND_FIELDS = {
     "planner": {"specialists", "descriptions", "max_steps", "compose"},
 }
 REQUIRED = {"support-router": ("departments_file",), "planner": ("specialists",)}
+ENDPOINT_KINDS = ("llm", "planner", "extractor", "coder")  # the kinds a TextGenerator serves
+LOCAL_MODEL_FIELDS = ("adapters", "quantize", "adapter_dir")  # meaningless with an endpoint
+
+
+class EndpointEntry(_Strict):
+    """``endpoint:`` of an agent: the arguments of ``slm_agents.models.OpenAIEndpoint``."""
+
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(None, min_length=1)
+    max_concurrency: int = Field(8, ge=1, le=256)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0, le=20)
+
+    @field_validator("base_url")
+    @classmethod
+    def _an_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL (http://127.0.0.1:8000/v1), got {value!r}")
+        return value
 
 
 class RouterTrainingEntry(_Strict):
@@ -85,7 +121,8 @@ class RouterTrainingEntry(_Strict):
 
 class AgentEntry(_Strict):
     kind: Literal["llm", "classifier", "support-router", "extractor", "coder", "planner", "review"]
-    model: str | None = None  # every kind but review needs one
+    model: str | None = None  # every kind but review needs one, or an endpoint
+    endpoint: EndpointEntry | None = None  # an OpenAI-compatible endpoint serves the model
     prompt: str = "{text}"
     system: str | None = None
     json_schema: dict[str, Any] | None = None
@@ -118,9 +155,32 @@ class AgentEntry(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _planners_are_the_llm_tier(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("kind") == "planner" and "tier" not in data:
+        llm = isinstance(data, dict) and (data.get("kind") == "planner" or "endpoint" in data)
+        if llm and "tier" not in data:
             data = {**data, "tier": "llm"}
         return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_fits_the_kind(cls, value: EndpointEntry | None, info: Any) -> Any:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind not in ENDPOINT_KINDS:
+            raise ValueError(f"applies to kinds {list(ENDPOINT_KINDS)}, not {kind!r}")
+        if value is not None and info.data.get("model") is not None:
+            raise ValueError(
+                "an endpoint agent's model is endpoint.model; drop the agent's model field"
+            )
+        return value
+
+    @field_validator(*LOCAL_MODEL_FIELDS)
+    @classmethod
+    def _local_model_only(cls, value: Any, info: Any) -> Any:
+        if value and info.data.get("endpoint") is not None:
+            raise ValueError(
+                f"{info.field_name} needs a local model, not an endpoint (the server hosts the "
+                "model; adapter: names an adapter it serves)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _fields_fit_the_kind(self) -> AgentEntry:
@@ -131,8 +191,8 @@ class AgentEntry(_Strict):
         missing = [n for n in REQUIRED.get(self.kind, ()) if getattr(self, n) is None]
         if missing:
             raise ValueError(f"kind {self.kind!r} needs {missing}")
-        if self.model is None and self.kind != "review":
-            raise ValueError(f"kind {self.kind!r} needs a model")
+        if self.model is None and self.endpoint is None and self.kind != "review":
+            raise ValueError(f"kind {self.kind!r} needs a model (or an endpoint)")
         return self
 
     def options(self) -> dict[str, Any]:
@@ -296,7 +356,7 @@ class TeamSpec(_Strict):
         from slm_agents.runtime.spec import AgentSpec
         from slm_agents.specialists import Planner
 
-        model = AgentSpec(**self._spec_args(name, entry, base) | {"kind": "llm"})._causal()
+        model = AgentSpec(**self._spec_args(name, entry, base) | {"kind": "llm"})._generator()
         options = entry.options()
         specialists = {n: agents[n] for n in options.pop("specialists")}
         return Planner(model, specialists, name=name, max_new_tokens=entry.max_new_tokens,
@@ -308,9 +368,8 @@ class TeamSpec(_Strict):
         if entry.labels_file:
             args["labels"] = _read_labels(base / entry.labels_file)
         args["adapters"] = {k: str(base / v) for k, v in entry.adapters.items()}
-        local = base / entry.model
-        if local.exists():
-            args["model"] = str(local)
+        if entry.model is not None and (base / entry.model).exists():
+            args["model"] = str(base / entry.model)
         options = entry.options()
         if "departments_file" in options:
             options["departments"] = str(base / options.pop("departments_file"))
@@ -325,7 +384,7 @@ class TeamSpec(_Strict):
 
 AGENT_SPEC_FIELDS = {
     "kind", "model", "prompt", "system", "json_schema", "max_new_tokens", "labels", "adapter",
-    "adapters", "quantize", "confidence", "device",
+    "adapters", "quantize", "confidence", "device", "endpoint",
 }  # fmt: skip
 
 
@@ -357,7 +416,8 @@ def load_team_spec(path: str | Path) -> TeamSpec:
     for name, entry in spec.agents.items():
         if entry.train is not None and not (path.parent / entry.train.data).exists():
             raise TeamSpecError(f"{path}: agents.{name}.train.data: no file {entry.train.data}")
-        if entry.adapter is not None and entry.adapter not in entry.adapters:
+        served = entry.endpoint is not None  # the server hosts its adapters
+        if entry.adapter is not None and not served and entry.adapter not in entry.adapters:
             raise TeamSpecError(
                 f"{path}: agents.{name}.adapter: {entry.adapter!r} is not in its adapters "
                 f"{sorted(entry.adapters)}"

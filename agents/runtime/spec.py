@@ -5,6 +5,11 @@ Models are cached per process by what defines them, so several agents on one bas
 with different LoRA adapters) share one copy of the weights. ``prices`` (model -> price per
 million tokens, over the defaults of ``slm_agents.pricing``) travel with the spec, so an agent
 prices its calls alike wherever it is built.
+
+``endpoint`` (``{base_url, model, api_key_env, ...}``: the arguments of
+:class:`~slm_agents.models.openai_endpoint.OpenAIEndpoint`) puts the agent on an
+OpenAI-compatible HTTP endpoint instead of a local model: no weights are loaded, and the API key
+is read from ``api_key_env`` in the process that builds the agent (a Ray actor's too).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from slm_agents.agent import Agent, ClassifierAgent, LLMAgent
 from slm_agents.pricing import Price, PriceTable
 
 KINDS = ("llm", "classifier", "support-router", "extractor", "coder")
+ENDPOINT_KINDS = ("llm", "extractor", "coder")  # the kinds built on a TextGenerator
 _MODELS: dict[str, Any] = {}
 
 
@@ -24,7 +30,7 @@ _MODELS: dict[str, Any] = {}
 class AgentSpec:
     name: str
     kind: str  # "llm", "classifier" or a specialist: "support-router", "extractor", "coder"
-    model: str  # bundled name, local path or hub id
+    model: str | None = None  # bundled name, local path or hub id; None with an endpoint
     prompt: str = "{text}"
     system: str | None = None
     json_schema: dict[str, Any] | None = None
@@ -38,18 +44,37 @@ class AgentSpec:
     device: str = "auto"
     batch_size: int = 16
     prices: dict[str, Price | dict[str, float]] = field(default_factory=dict)  # over the defaults
+    endpoint: dict[str, Any] | None = None  # an OpenAI-compatible endpoint instead of a model
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"agent {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if not self.name:
             raise ValueError("agent name must not be empty")
-        if self.adapter is not None and self.adapter not in self.adapters:
+        if self.endpoint is not None:
+            self._check_endpoint()
+        elif not self.model:
+            raise ValueError(f"agent {self.name!r}: give a model (or an endpoint)")
+        elif self.adapter is not None and self.adapter not in self.adapters:
             raise ValueError(
                 f"agent {self.name!r} uses adapter {self.adapter!r} but adapters lists "
                 f"{sorted(self.adapters)}"
             )
         self.price_table()  # a bad price fails here, not in an actor
+
+    def _check_endpoint(self) -> None:
+        """An endpoint serves the model: no local weights to name, load adapters onto or
+        quantize (``adapter`` names an adapter the server hosts)."""
+        if self.kind not in ENDPOINT_KINDS:
+            raise ValueError(
+                f"agent {self.name!r}: endpoint applies to kinds {ENDPOINT_KINDS}, "
+                f"not {self.kind!r}"
+            )
+        if not isinstance(self.endpoint, dict) or not {"base_url", "model"} <= set(self.endpoint):
+            raise ValueError(f"agent {self.name!r}: endpoint needs base_url and model")
+        clash = [f for f in ("model", "adapters", "quantize") if getattr(self, f)]
+        if clash:
+            raise ValueError(f"agent {self.name!r}: {clash} do not apply with an endpoint")
 
     def price_table(self) -> PriceTable:
         return PriceTable(self.prices)
@@ -61,7 +86,7 @@ class AgentSpec:
             )
         if self.kind in SPECIALISTS:
             return SPECIALISTS[self.kind](self)
-        lm = self._causal()
+        lm = self._generator()
         for adapter, path in self.adapters.items():
             if adapter not in lm.adapters:
                 lm.load_adapter(path, adapter)
@@ -75,6 +100,17 @@ class AgentSpec:
             adapter=self.adapter,
             prices=self.price_table(),
         )
+
+    def _generator(self) -> Any:
+        """The agent's TextGenerator: its endpoint, else the local causal LM (both cached)."""
+        if self.endpoint is None:
+            return self._causal()
+        from slm_agents.models import OpenAIEndpoint
+
+        key = json.dumps(["endpoint", self.endpoint], sort_keys=True)
+        if key not in _MODELS:
+            _MODELS[key] = OpenAIEndpoint(**self.endpoint)
+        return _MODELS[key]
 
     def _causal(self) -> Any:
         from slm_agents.models import CausalLM
@@ -119,7 +155,7 @@ def _extractor(spec: AgentSpec) -> Agent:
     options = dict(spec.options)
     return Extractor(
         options.pop("schema", spec.json_schema),
-        spec._causal(),
+        spec._generator(),
         name=spec.name,
         max_new_tokens=spec.max_new_tokens,
         prices=spec.price_table(),
@@ -132,7 +168,7 @@ def _coder(spec: AgentSpec) -> Agent:
 
     return Coder(
         spec.name,
-        spec._causal(),
+        spec._generator(),
         max_new_tokens=spec.max_new_tokens,
         prices=spec.price_table(),
         **spec.options,
