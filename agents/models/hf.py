@@ -143,6 +143,7 @@ class CausalLM(Model):
         options: GenerationOptions | None = None,
         *,
         progress: bool = False,
+        cancel: Any = None,
         **overrides: Any,
     ) -> list[Generation]:
         """Generate for each prompt. Plain strings are wrapped as one user chat message (sent
@@ -154,12 +155,22 @@ class CausalLM(Model):
         the whole batch; a :class:`Request` carries its own constraint and adapter. Requests
         for different adapters run in one forward pass; an unknown ``Request.adapter`` is that
         request's error, an unknown ``adapter=`` option a ``ValueError`` for the call.
+
+        ``cancel``: once this event (anything with ``is_set()``) is set, decoding stops at the
+        next token (a server whose clients all went away); replies end there ("length").
         """
         if isinstance(prompts, (str, Request)):
             raise TypeError("generate takes a list of prompts; wrap a single prompt in [ ]")
         prompts, opts = self._with_options(list(prompts), options, overrides)
+        hooks: dict[str, Any] = {}
+        if cancel is not None:
+            from transformers import StoppingCriteriaList
+
+            from slm_agents.models.streaming import CancelFlag
+
+            hooks["stopping_criteria"] = StoppingCriteriaList([CancelFlag(cancel)])
         with self._lock:
-            return self._generate_locked(prompts, opts, progress)
+            return self._generate_locked(prompts, opts, progress, hooks=hooks)
 
     def stream(
         self,

@@ -306,8 +306,11 @@ class Ingress:
         )
 
     def _handle(self, target: str, adapter: str | None) -> Any:
-        handle = self.models[target]
-        return handle.options(multiplexed_model_id=adapter) if adapter else handle
+        """The model's handle. The adapter travels in the job, not as Serve's
+        ``multiplexed_model_id``: Serve's batching splits a batch by that id, and requests for
+        different adapters are meant to share one forward pass. Any replica loads any adapter
+        on first use (its LRU is ``serve.multiplexed``'s)."""
+        return self.models[target]
 
     async def _call(self, method: Any, payload: Any, target: str) -> dict[str, Any]:
         """One call to a deployment, bounded by its timeout; failures become APIErrors."""

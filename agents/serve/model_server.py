@@ -3,8 +3,9 @@
 Requests that arrive together (``serve.batch``) run as one ``CausalLM.generate`` call, even when
 they ask for different adapters: rows carry their own adapter (PEFT's mixed-adapter batches), so
 one copy of the base weights serves many adapters without taking turns. Adapters load on first
-use through ``serve.multiplexed``, which also tells Serve's router which replica holds which
-adapter; the least recently used one is unloaded past ``max_adapters_per_replica``.
+use through ``serve.multiplexed``'s per-replica LRU; the least recently used one is unloaded
+past ``max_adapters_per_replica``. Requests do not carry Serve's ``multiplexed_model_id``
+(Serve's batching would split batches by it), so any replica takes any adapter's requests.
 
 The replica speaks in plain dicts (a *job* in, an *answer* out, see :func:`job_from`) so nothing
 but builtins crosses the process boundary; input problems come back as ``{"error": {...}}`` with
@@ -51,6 +52,16 @@ class _ResidentAdapter:
         if not self.released:
             self.released = True
             self.server._unload(self.name)
+
+
+class _AllSet:
+    """Set once every job of a batch is cancelled: only then may its decoding stop."""
+
+    def __init__(self, events: list[threading.Event]):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return all(event.is_set() for event in self.events)
 
 
 class ModelServer:
@@ -135,7 +146,12 @@ class ModelServer:
             return problem
         if job.get("adapter"):
             await self._load(job["adapter"])
-        return await self._batched(job)
+        cancel = threading.Event()
+        try:
+            return await self._batched(job | {"cancel": cancel})
+        except asyncio.CancelledError:  # the ingress gave up (timeout) or the client left
+            cancel.set()
+            raise
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
     async def _batched(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -165,7 +181,9 @@ class ModelServer:
                         )
                         for i in rows
                     ]
-                    gens = self.lm.generate(requests, **{k: first[k] for k in OPTION_KEYS})
+                    cancel = _AllSet([jobs[i]["cancel"] for i in rows])
+                    options = {k: first[k] for k in OPTION_KEYS}
+                    gens = self.lm.generate(requests, cancel=cancel, **options)
                     batch = {  # what shared this forward pass, for clients and the benchmark
                         "batch_size": len(rows),
                         "batch_adapters": sorted({jobs[i].get("adapter") or "" for i in rows}),
