@@ -189,3 +189,37 @@ def test_an_endpoint_agent_hosted_on_ray_builds_its_client_in_the_actor(fault_se
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert rows["q1"]["output"] == "Answer briefly: one"  # the echo of the prompt sent
     assert len(fault_server.posts()) == 2
+
+
+def test_a_planner_and_an_extractor_on_the_endpoint(fault_server, tmp_path):
+    def reply(request):
+        schema = request.body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        if "steps" in schema.get("properties", {}):
+            return {"steps": [{"agent": "receipts", "input": "ACME total 9.50"}]}
+        if "company" in schema.get("properties", {}):
+            return {"company": "ACME", "total": "9.50"}
+        return Reply("Filed your ACME receipt.")
+
+    fault_server.reply = reply
+    endpoint = f'{{base_url: "{fault_server.base_url}", model: gpt-4o-mini}}'
+    text = f"""
+    name: desk
+    agents:
+      receipts:
+        kind: extractor
+        endpoint: {endpoint}
+        json_schema:
+          type: object
+          properties: {{company: {{type: string}}, total: {{type: string}}}}
+          required: [company, total]
+      planner: {{kind: planner, endpoint: {endpoint}, specialists: [receipts]}}
+    flow: {{agent: planner}}
+    """
+    spec = load_team_spec(spec_file(tmp_path, text))
+    assert spec.agents["receipts"].tier == spec.agents["planner"].tier == "llm"
+    _, planner = spec.build()
+    result = planner.run("Please file this: ACME total 9.50")
+    assert result.ok and result.output["answer"] == "Filed your ACME receipt."
+    assert result.output["steps"][0]["output"] == {"company": "ACME", "total": "9.50"}
+    assert result.confidence is None  # nobody on this path gave a confidence
+    assert len(fault_server.posts()) == 3  # plan, extract, compose

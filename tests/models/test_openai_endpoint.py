@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import urllib.request
@@ -21,12 +22,14 @@ from pydantic import BaseModel, Field
 
 from slm_agents import tracking
 from slm_agents.agent import FunctionAgent, LLMAgent
+from slm_agents.datasets import data_dir
 from slm_agents.models import OpenAIEndpoint
 from slm_agents.models.base import AdapterHost, TextGenerator, TokenAligned
 from slm_agents.models.openai_endpoint import _retry_after_s
 from slm_agents.patterns import Cascade, ParallelVerify, Route
 from slm_agents.pricing import PriceTable
-from slm_agents.specialists import Extractor, Planner
+from slm_agents.specialists import Coder, Extractor, Planner
+from slm_agents.specialists.coder import humaneval_task
 
 fault_server = openai_fault_server.fault_server  # the fixture
 KEY = "sk-test-7f3a9c1e5b2d4f60"
@@ -273,7 +276,8 @@ def test_a_server_that_rejects_logprobs_is_asked_without_them_from_then_on():
 
 
 # ------------------------------------------------------------------------------ the API key
-def test_the_key_is_sent_as_a_bearer_header_and_shown_nowhere(monkeypatch, fault_server):
+def test_the_key_is_sent_as_a_bearer_header_and_shown_nowhere(monkeypatch, fault_server, caplog):
+    caplog.set_level(logging.DEBUG)  # the openai client's and httpx's debug logs too
     monkeypatch.setenv("TEST_ENDPOINT_KEY", KEY)
     e = endpoint(fault_server, api_key_env="TEST_ENDPOINT_KEY", max_retries=1)
     fault_server.push(Fault.http(401, f"Incorrect API key provided: {KEY}"))
@@ -285,6 +289,7 @@ def test_the_key_is_sent_as_a_bearer_header_and_shown_nowhere(monkeypatch, fault
     for shown in (refused.error, failed.error, repr(e), json.dumps(e.describe())):
         assert KEY not in shown
     assert e.describe()["api_key_env"] == "TEST_ENDPOINT_KEY"
+    assert "retry 1" in caplog.text and KEY not in caplog.text
 
 
 def test_without_api_key_env_a_placeholder_is_sent(monkeypatch, fault_server):
@@ -420,3 +425,19 @@ def test_a_route_decides_on_a_router_answer_with_no_confidence():
     route = Route(router, {"cards": FunctionAgent("desk", lambda t: ("done", 1.0))})
     result = route.run("my card")
     assert result.output == "done" and result.path[1].decision == "route -> cards ('cards', n/a)"
+
+
+@pytest.mark.parametrize("style", ["chat", "completion"])
+def test_a_coder_on_the_endpoint_repairs_and_passes(fault_server, style):
+    with open(data_dir() / "humaneval" / "problems.jsonl", encoding="utf-8") as f:
+        problems = {p["entry_point"]: p for p in map(json.loads, f)}
+    replies = ["    return len(string) + 1\n", "    return len(string)\n"]
+    fault_server.reply = lambda r: Reply(replies.pop(0))
+    coder = Coder(model=endpoint(fault_server), max_repairs=1, style=style)
+    [result] = coder.run_batch([humaneval_task(problems["strlen"])])
+    assert result.output["passed"] and result.output["attempts"] == 2
+    assert result.path[0].model == "gpt-4o-mini" and result.path[0].confidence is None
+    first, repair = fault_server.posts()
+    path = "/v1/chat/completions" if style == "chat" else "/v1/completions"
+    assert first.path == repair.path == path
+    assert repair.body["temperature"] == 0.7 and repair.body["seed"] == 1
