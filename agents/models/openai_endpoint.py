@@ -180,8 +180,8 @@ class OpenAIEndpoint(Model):
                 _check_schema(json.loads(constraint.json_schema))
         except InputError as exc:
             constraint, schema_error = None, exc
-        shown = {**asdict(opts), "json_schema": json.loads(constraint.json_schema)
-                 if constraint else None}  # fmt: skip
+        sent_schema = json.loads(constraint.json_schema) if constraint else None
+        shown = {**asdict(opts), "json_schema": sent_schema}  # what the span records
 
         def prepare(prompt: Any) -> _Prepared:
             if schema_error is not None:
