@@ -281,8 +281,13 @@ class CausalLM(Model):
     def check(self, prompt: str | Messages | Request, options: GenerationOptions) -> int:
         """Raise :class:`InputError` (naming the problem) if ``generate`` would refuse this
         prompt: empty, too long for the context with ``max_new_tokens``, a schema that does not
-        compile. Returns its token count. A server answers 400 from this before queueing."""
-        return self._prepare(prompt, options).n_tokens
+        compile. Returns its token count. A server answers 400 from this before queueing.
+
+        Takes the model lock (it waits for a running ``generate``): a fast tokenizer is not
+        thread-safe, and an unpadded encode here while a batch is padded in another thread
+        breaks that batch."""
+        with self._lock:
+            return self._prepare(prompt, options).n_tokens
 
     def _prepare(self, prompt: Any, opts: GenerationOptions) -> _Prepared:
         constraint, adapter = None, opts.adapter

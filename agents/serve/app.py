@@ -31,7 +31,9 @@ def build_app(config: ServeConfig, api_key: str | None = None) -> Any:
         paths = entry.adapter_paths(config.base)
         deployment = serve.deployment(ModelServer, name=f"model-{entry.model_id}")
         deployment = deployment.options(**entry.deployment.serve_options())
-        models[entry.model_id] = deployment.bind(entry.model_dump(), paths, entry.torch_threads)
+        settings = entry.model_dump() | {"model": entry.model_location(config.base),
+                                         "id": entry.model_id}  # fmt: skip
+        models[entry.model_id] = deployment.bind(settings, paths, entry.torch_threads)
         adapters[entry.model_id] = sorted(paths)
     teams = {}
     for name, team in config.teams.items():
@@ -96,13 +98,17 @@ def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:
         time.sleep(0.5)
 
 
-def stop() -> None:
-    """Take the application down and leave Ray as we found it."""
+def stop(shared: bool = False) -> None:
+    """Take the application down and disconnect. ``shared``: the Ray cluster was there before
+    us (``--address``), so only our application is deleted, not Serve and its other apps."""
     import ray
     from ray import serve
 
     try:
-        serve.shutdown()
+        if shared:
+            serve.delete(APP_NAME)
+        else:
+            serve.shutdown()
     finally:
         ray.shutdown()
 
@@ -120,6 +126,6 @@ def serve_until_stopped(config: ServeConfig, on_ready: Any = print, **options: A
         while not stopped.wait(0.5):
             pass
     finally:
-        stop()
+        stop(shared=bool(options.get("address")))
         for sig, handler in previous.items():
             signal.signal(sig, handler)

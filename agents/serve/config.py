@@ -36,10 +36,14 @@ class _Strict(BaseModel):
 
 
 class Batching(_Strict):
-    """``serve.batch``: requests that arrive within ``wait_s`` share one forward pass."""
+    """Requests queued when the model is free, and those arriving within ``wait_s``, share
+    one forward pass (up to ``max_batch_size``)."""
 
     max_batch_size: int = Field(16, ge=1, le=256)
-    wait_s: float = Field(0.02, ge=0.0, le=5.0)
+    # Long enough for clients answered by the last batch to send their next request (a round
+    # trip through the proxy and the ingress) before the next batch starts; a batch of a
+    # 135M model on CPU takes seconds, so 0.1 s costs little. Lower it on a GPU.
+    wait_s: float = Field(0.1, ge=0.0, le=5.0)
 
 
 class Autoscaling(_Strict):
@@ -109,6 +113,12 @@ class ModelEntry(_Strict):
     def model_id(self) -> str:
         return self.id or self.model
 
+    def model_location(self, base: Path) -> str:
+        """``model`` as CausalLM takes it: a folder or file relative to the config if one is
+        there, else the name as given (bundled name, hub id, absolute path)."""
+        local = base / self.model
+        return str(local) if local.exists() else self.model
+
     def adapter_paths(self, base: Path) -> dict[str, str]:
         """Adapter name -> folder: those listed, then every sub-folder of ``adapters_dir``."""
         found: dict[str, str] = {}
@@ -151,12 +161,13 @@ class ServeConfig(_Strict):
 
 
 def default_config() -> ServeConfig:
-    """Every bundled causal model, one replica each, default settings."""
-    from slm_agents.models.sources import BUNDLED
+    """Every installed bundled causal model, one replica each, default settings."""
+    from slm_agents.models.sources import BUNDLED, bundled_path
 
-    return ServeConfig(
-        models=[ModelEntry(model=name) for name, m in BUNDLED.items() if m.kind == "causal"]
-    )
+    installed = [n for n, m in BUNDLED.items() if m.kind == "causal" and bundled_path(m)]
+    if not installed:
+        raise ServeConfigError("no bundled causal model is installed (make setup installs them)")
+    return ServeConfig(models=[ModelEntry(model=name) for name in installed])
 
 
 def load_serve_config(path: str | Path | None) -> ServeConfig:

@@ -148,12 +148,17 @@ async def _stream_events(
                     yield f"data: {json.dumps(usage)}\n\n"
                 break
             if "error" in piece:
-                yield f"data: {json.dumps({'error': piece['error']})}\n\n"
+                error = piece["error"]
+                body = APIError(error.get("status", 500), error.get("message") or "error",
+                                type=error.get("type", "server_error")).body()  # fmt: skip
+                yield f"data: {json.dumps(body)}\n\n"
                 break
             yield event(piece["delta"])
             piece = await pieces.__anext__()
     except StopAsyncIteration:
         pass
+    except Exception as exc:  # the replica died mid-stream: say so in the stream, then end it
+        yield f"data: {json.dumps(_as_api_error(exc).body())}\n\n"
     finally:
         pieces.cancel()
     yield "data: [DONE]\n\n"
@@ -358,7 +363,9 @@ class Ingress:
             first = await asyncio.wait_for(pieces.__anext__(), timeout=self.timeouts[target])
         except TimeoutError as exc:
             pieces.cancel()
-            raise APIError(504, "no first token before the timeout", type="timeout") from exc
+            raise APIError(
+                504, "no first token before the timeout", type="timeout", code="timeout"
+            ) from exc
         except StopAsyncIteration as exc:
             raise APIError(
                 500, "the model ended the stream without an answer", type="server_error"

@@ -12,9 +12,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ray import serve
-
 from slm_agents.result import Result, Task
+from slm_agents.runtime.batching import DynamicBatcher
 
 
 def team_answer(result: Result) -> dict[str, Any]:
@@ -63,14 +62,12 @@ class TeamServer:
         self.spec = load_team_spec(spec_path)
         self.team, self.entry = self.spec.build()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="team")
-        self._batched.set_max_batch_size(batch["max_batch_size"])
-        self._batched.set_batch_wait_timeout_s(batch["wait_s"])
+        self._batcher = DynamicBatcher(self._run_batch, batch["max_batch_size"], batch["wait_s"])
 
     async def run(self, text: str) -> dict[str, Any]:
-        return await self._batched(text)
+        return await self._batcher.submit(text)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.02)
-    async def _batched(self, texts: list[str]) -> list[dict[str, Any]]:
+    async def _run_batch(self, texts: list[str]) -> list[dict[str, Any]]:
         """Requests that arrive together run as one ``run_batch`` of the team."""
         loop = asyncio.get_running_loop()
         tasks = [Task(text=text) for text in texts]
