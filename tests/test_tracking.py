@@ -227,7 +227,7 @@ def test_importing_the_packages_stays_light():
     code = (
         "import sys, slm_agents, slm_agents.models, slm_agents.tracking, slm_agents.cli\n"
         "import slm_agents.finetune, slm_agents.agent, slm_agents.patterns, slm_agents.runtime\n"
-        "import slm_agents.result, slm_agents.pricing\n"
+        "import slm_agents.result, slm_agents.pricing, slm_agents.serve\n"
         "heavy = [m for m in ('torch', 'transformers', 'mlflow', 'ray') if m in sys.modules]\n"
         "print(heavy)"
     )

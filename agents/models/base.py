@@ -59,6 +59,8 @@ class Generation:
     parsed: Any = None
     error: str | None = None
     token_ids: list[int] = field(default_factory=list)  # the ids behind token_logprobs
+    # with top_logprobs=k: per generated token, the k most likely (token id, logprob)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -49,6 +49,7 @@ class GenerationOptions:
     seed: int | None = None
     adapter: str | None = None  # LoRA adapter to use; None means the base model
     chat: bool = True  # False: plain-string prompts go in as they are (completion, base models)
+    top_logprobs: int = 0  # per token, also the k most likely alternatives (Generation field)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -62,6 +63,8 @@ class GenerationOptions:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise ValueError(f"stop strings must be non-empty strings, got {self.stop!r}")
+        if not isinstance(self.top_logprobs, int) or not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be an int in [0, 20], got {self.top_logprobs!r}")
 
 
 @dataclass
@@ -404,7 +407,7 @@ class CausalLM(Model):
             padding_side="left",
             add_special_tokens=False,
         ).to(self.device)
-        recorder = ChosenTokenLogprobs()
+        recorder = ChosenTokenLogprobs(opts.top_logprobs)
         processors: list[Any] = []
         if batch[0].grammar is not None:
             processors.append(GrammarCompiler.logits_processor([p.grammar for p in batch]))
@@ -433,10 +436,14 @@ class CausalLM(Model):
             sequences = self.model.generate(**enc, **kwargs)
         new_tokens = sequences[:, enc.input_ids.shape[1] :]
         logprobs = recorder.logprobs(new_tokens)
-        return [
+        generations = [
             self._to_generation(p, new_tokens[row].tolist(), logprobs[row].tolist(), opts, timer)
             for row, p in enumerate(batch)
         ]
+        if opts.top_logprobs:
+            for row, gen in enumerate(generations):
+                gen.top_logprobs = recorder.top(row, len(gen.token_ids))
+        return generations
 
     def _to_generation(
         self, prepared: _Prepared, ids: list[int], logprobs: list[float], opts, timer

@@ -20,17 +20,32 @@ from transformers import LogitsProcessor, TemperatureLogitsWarper, TopPLogitsWar
 
 
 class ChosenTokenLogprobs(LogitsProcessor):
-    """Pass-through logits processor; must be the last one in the list it is given in."""
+    """Pass-through logits processor; must be the last one in the list it is given in.
 
-    def __init__(self) -> None:
+    ``top_k`` > 0 also keeps, per step, the ``top_k`` most likely tokens and their log-probs
+    (OpenAI's ``top_logprobs``): a (batch, k) pair of tensors per step, not the vocabulary.
+    """
+
+    def __init__(self, top_k: int = 0) -> None:
         self._columns: list[torch.Tensor] = []  # one (batch,) tensor per finished step
         self._last: torch.Tensor | None = None  # log-probs of the step whose token is not yet known
+        self.top_k = top_k
+        self._top: list[tuple[torch.Tensor, torch.Tensor]] = []  # (values, ids) per step
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._last is not None:  # input_ids now ends with the token chosen from self._last
             self._columns.append(self._last.gather(-1, input_ids[:, -1:]).squeeze(-1))
         self._last = torch.log_softmax(scores.float(), dim=-1)
+        if self.top_k:
+            self._top.append(torch.topk(self._last, self.top_k, dim=-1))
         return scores
+
+    def top(self, row: int, n: int) -> list[list[tuple[int, float]]]:
+        """The first ``n`` steps' ``top_k`` alternatives of batch row ``row``: (id, logprob)."""
+        return [
+            list(zip(ids[row].tolist(), values[row].tolist(), strict=True))
+            for values, ids in self._top[:n]
+        ]
 
     def logprobs(self, new_tokens: torch.LongTensor) -> torch.Tensor:
         """(batch, n) log-probabilities of ``new_tokens``, the (batch, n) ids generate returned."""

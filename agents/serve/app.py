@@ -69,13 +69,15 @@ def start(
     address: str | None = None,
 ) -> str:
     """Start Ray (or join ``address``), deploy, wait until healthy; returns the base URL."""
-    import ray
     from ray import serve
+
+    from slm_agents.runtime.hosting import ensure_ray
 
     if not port_is_free(host, port):
         raise OSError(f"port {port} on {host} is in use; pick another with --port")
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    # A local cluster runs its workers at nice 0: the replicas are the model servers (niced
+    # ones measured ~50% slower beside any busy neighbour; docs/architecture.md).
+    ensure_ray(address)
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_app(config, api_key), name=APP_NAME, route_prefix="/", blocking=False)
     base_url = f"http://{host}:{port}/v1"

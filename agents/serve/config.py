@@ -10,7 +10,7 @@ Example::
         adapters_dir: adapters/            # every sub-folder is an adapter too
         max_adapters_per_replica: 4        # the per-replica LRU of loaded adapters
         deployment: {replicas: 1, num_cpus: 1, max_ongoing_requests: 32,
-                     max_queued_requests: 64, batch: {max_batch_size: 16, wait_s: 0.02}}
+                     max_queued_requests: 64, batch: {max_batch_size: 16, wait_s: 0.1}}
     teams:
       support-desk: {spec: examples/support_desk.yaml}    # served as model "team:support-desk"
 

@@ -203,13 +203,8 @@ class Ingress:
     async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Any:
         self._authorize(request)
         body.check_n()
-        if body.top_logprobs:
-            raise APIError(
-                400,
-                "top_logprobs > 0 is not supported: the server returns the chosen tokens' "
-                "log-probs (logprobs: true)",
-                param="top_logprobs",
-            )
+        if body.top_logprobs and not body.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         target, adapter = self._resolve(body.model)
         if target in self.teams:
             return await self._team(body, target)
@@ -224,6 +219,7 @@ class Ingress:
             "json_schema": body.response_format.schema() if body.response_format else None,
             "adapter": adapter,
             "logprobs": body.logprobs,
+            "top_logprobs": body.top_logprobs or 0,
         }
         if body.stream:
             return await self._stream(target, adapter, job, body, chat=True)
@@ -250,6 +246,7 @@ class Ingress:
             "json_schema": None,
             "adapter": adapter,
             "logprobs": body.logprobs is not None,
+            "top_logprobs": body.logprobs or 0,
         }
         if body.stream:
             return await self._stream(target, adapter, job, body, chat=False)

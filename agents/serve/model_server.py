@@ -32,7 +32,7 @@ from ray import serve
 from slm_agents.models.base import Generation, InputError
 from slm_agents.runtime.batching import DynamicBatcher
 
-OPTION_KEYS = ("chat", "max_new_tokens", "temperature", "top_p", "seed", "stop")
+OPTION_KEYS = ("chat", "max_new_tokens", "temperature", "top_p", "seed", "stop", "top_logprobs")
 _END = object()
 
 
@@ -246,13 +246,15 @@ class ModelServer:
         returned as generated with ``finish_reason: length``, as OpenAI does."""
         if not gen.ok and gen.finish_reason == "error":
             return {"error": {"status": 500, "message": gen.error, "type": "server_error"}}
-        tokens = None
+        tokens = top = None
         if job.get("logprobs"):
             decode = self.lm.tokenizer.decode
             tokens = [
                 (decode([tid]), lp)
                 for tid, lp in zip(gen.token_ids, gen.token_logprobs, strict=True)
             ]
+            if gen.top_logprobs:
+                top = [[(decode([tid]), lp) for tid, lp in step] for step in gen.top_logprobs]
         return {
             "text": gen.text,
             "finish_reason": gen.finish_reason,
@@ -260,4 +262,5 @@ class ModelServer:
             "completion_tokens": gen.usage.completion_tokens,
             "confidence": gen.confidence,
             "tokens": tokens,
+            "top_logprobs": top,
         }

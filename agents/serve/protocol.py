@@ -164,19 +164,19 @@ def usage_body(answer: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def _token(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
 def chat_logprobs(answer: dict[str, Any]) -> dict[str, Any] | None:
     tokens = answer.get("tokens")
     if tokens is None:
         return None
+    top = answer.get("top_logprobs") or [[] for _ in tokens]
     return {
         "content": [
-            {
-                "token": token,
-                "logprob": logprob,
-                "bytes": list(token.encode("utf-8")),
-                "top_logprobs": [],
-            }
-            for token, logprob in tokens
+            _token(token, logprob) | {"top_logprobs": [_token(t, lp) for t, lp in others]}
+            for (token, logprob), others in zip(tokens, top, strict=True)
         ]
     }
 
@@ -207,10 +207,11 @@ def text_completion(answer: dict[str, Any], model: str) -> dict:
     tokens = answer.get("tokens")
     logprobs = None
     if tokens is not None:
+        top = answer.get("top_logprobs")
         logprobs = {
             "tokens": [t for t, _ in tokens],
             "token_logprobs": [lp for _, lp in tokens],
-            "top_logprobs": None,
+            "top_logprobs": [dict(step) for step in top] if top else None,
             "text_offset": [],
         }
     return {

@@ -219,3 +219,15 @@ def test_past_the_timeout_it_answers_504_and_stops_the_work(server):
     )
     assert reply.choices[0].message.content
     assert time.monotonic() - started < 20
+
+
+def test_top_logprobs_list_the_likeliest_tokens(server):
+    reply = chat(server, logprobs=True, top_logprobs=3, max_tokens=6)
+    for token in reply.choices[0].logprobs.content:
+        assert len(token.top_logprobs) == 3
+        best = token.top_logprobs[0]
+        assert best.logprob >= token.top_logprobs[-1].logprob
+        assert best.token == token.token and best.logprob == pytest.approx(token.logprob)  # greedy
+    response = server.post("/v1/chat/completions", {"model": MODEL, "messages": HELLO,
+                                                    "top_logprobs": 2})  # fmt: skip
+    assert response.status_code == 400 and error_of(response)["param"] == "top_logprobs"
