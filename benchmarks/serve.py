@@ -11,8 +11,10 @@ What it runs, in order (never two model-heavy things at once on these 2 cores):
    at 1, 4, 16 and 32 concurrent clients on the base model, then 16 clients on one adapter
    and 16 clients cycling through four adapters.
 
-Goals (issue text): served / in-process throughput >= 0.8 at 16 clients; 16 clients x 60 s with
-no 5xx; four adapters round-robin at 16 clients >= 0.8x the throughput of one adapter. Load
+Goals: served / in-process throughput (tokens/s) >= 0.8 at 16 clients; 16 clients x 60 s with
+no 5xx; four adapters round-robin at 16 clients >= 0.8x the throughput of one adapter. A ratio
+within 5% of its goal is "not resolved" (run-to-run noise here). Throughput is tokens/s: random
+adapters write replies of different lengths, so requests/s would compare unlike work. Load
 loops are bounded in time and in requests, loopback only.
 """
 
@@ -41,6 +43,9 @@ import harness
 MODEL = "smollm2-135m-instruct"
 ADAPTERS = ("a1", "a2", "a3", "a4")
 API_KEY = "sk-bench-serve"
+# A throughput ratio within 5% of its goal is "not resolved": in-process batch-16 decode here
+# measured 84-93 tok/s across five runs of this script on one day (about +-5%).
+NOISE = 0.05
 
 
 def parse_args() -> argparse.Namespace:
@@ -274,7 +279,11 @@ def goals(results: dict[str, Any]) -> dict[str, Any]:
         elif key == "no_5xx_16_clients":
             goal["met"] = value == 0 and results["settings"]["seconds"] >= 60
         else:
-            goal["met"] = value >= goal["goal"]
+            goal["margin"] = NOISE
+            goal["met"] = (
+                True if value >= goal["goal"] * (1 + NOISE)
+                else False if value < goal["goal"] * (1 - NOISE) else None
+            )  # fmt: skip
     return out
 
 
