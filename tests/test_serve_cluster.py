@@ -4,6 +4,7 @@ on SIGTERM takes down only its own application, leaving the cluster (and its Ser
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -35,10 +36,13 @@ print("APPS", sorted(serve.status().applications))
 
 def test_serve_on_an_existing_cluster(tmp_path):
     gcs = free_port()
+    # Ray 2.60 turns on token authentication for `ray start`; a test cluster does without
+    env = os.environ | {"RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--block",
          "--include-dashboard=false", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     address = f"127.0.0.1:{gcs}"
     config = tmp_path / "serve.yaml"
@@ -52,7 +56,7 @@ def test_serve_on_an_existing_cluster(tmp_path):
             server = subprocess.Popen(
                 [str(BIN / "slm-agents"), "serve", str(config), "--address", address,
                  "--port", str(port)],
-                stdout=sink, stderr=subprocess.STDOUT,
+                stdout=sink, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         deadline = time.monotonic() + 240
         while "serving" not in log.read_text(errors="replace"):
@@ -69,7 +73,7 @@ def test_serve_on_an_existing_cluster(tmp_path):
         assert server.wait(timeout=120) == 0, log.read_text()[-3000:]
         # the cluster is still up, and our application is gone from its Serve
         apps = subprocess.run([sys.executable, "-c", APPS, address], capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+                              text=True, timeout=120, env=env)  # fmt: skip
         assert apps.returncode == 0, apps.stderr[-3000:]
         [line] = [x for x in apps.stdout.splitlines() if x.startswith("APPS ")]
         assert "slm-agents" not in json.loads(line.removeprefix("APPS ").replace("'", '"'))

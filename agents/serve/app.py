@@ -105,12 +105,15 @@ def stop(shared: bool = False) -> None:
     us (``--address``), so only our application is deleted, not Serve and its other apps."""
     import ray
     from ray import serve
+    from ray.serve.exceptions import RayServeException
 
     try:
         if shared:
             serve.delete(APP_NAME)
         else:
             serve.shutdown()
+    except RayServeException:  # nothing was deployed (start failed): nothing to take down
+        pass
     finally:
         ray.shutdown()
 
