@@ -10,8 +10,8 @@ past ``max_adapters_per_replica``. Requests do not carry Serve's ``multiplexed_m
 Batches form when the model is free (``slm_agents.runtime.batching.DynamicBatcher``: the
 queued requests, plus those arriving within ``wait_s``), not with ``serve.batch``, which forms
 the next batch while the current one runs: closed-loop clients then split into cohorts that
-take turns in half-size batches (measured at 16 clients: mean batch 8.8, half the throughput of
-the same batches in process; ``benchmarks/serve.py``).
+take turns in smaller batches (a short run of ``benchmarks/serve.py`` at 16 clients: mean
+batch 8.8; with this batcher, 16).
 
 The replica speaks in plain dicts (a *job* in, an *answer* out, see :func:`job_from`) so nothing
 but builtins crosses the process boundary; input problems come back as ``{"error": {...}}`` with
