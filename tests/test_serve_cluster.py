@@ -69,6 +69,15 @@ def test_serve_on_an_existing_cluster(tmp_path):
             timeout=120,
         )  # fmt: skip
         assert reply.status_code == 200, reply.text
+        # a second server on the same cluster refuses to replace the first one's application
+        second = subprocess.run(
+            [str(BIN / "slm-agents"), "serve", str(config), "--address", address,
+             "--port", str(free_port())],
+            capture_output=True, text=True, timeout=180, env=env,
+        )  # fmt: skip
+        assert second.returncode == 2 and "already runs" in second.stdout + second.stderr
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30)
+        assert health.status_code == 200  # the first server is untouched
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=120) == 0, log.read_text()[-3000:]
         # the cluster is still up, and our application is gone from its Serve

@@ -243,7 +243,7 @@ class OpenAIEndpoint(Model):
             except BadReply as exc:
                 return Generation(error=self._clean(f"{self._url(request)}: {exc}"))
             except openai.APIStatusError as exc:
-                rejected = exc.status_code == 400 and "logprob" in _server_message(exc).lower()
+                rejected = exc.status_code == 400 and _rejects_logprobs(exc)
                 if rejected and logprobs and not dropped_logprobs:
                     self._logprobs, dropped_logprobs = False, True
                     continue  # the same request once more, without logprobs
@@ -254,6 +254,11 @@ class OpenAIEndpoint(Model):
                 retried, why, wait = True, f"no reply within {self.timeout_s:g} s", None
             except openai.APIConnectionError as exc:
                 retried, why, wait = True, f"connection failed: {_cause(exc)}", None
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # a 200 whose parts have unexpected types (logprobs as a string, ...): this
+                # prompt's error, never the batch's
+                why = f"the reply has an unexpected shape ({type(exc).__name__}: {exc})"
+                return Generation(error=self._clean(f"{self._url(request)}: {why}"))
             if not retried or attempt >= self.max_retries:
                 tries = f"after {attempt + 1} attempts" if attempt else "(not retried)"
                 return Generation(error=self._clean(f"{self._url(request)} {tries}: {why}"))
@@ -294,7 +299,13 @@ class OpenAIEndpoint(Model):
             schema = json.loads(request.constraint.json_schema)
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": _schema_name(schema), "schema": schema, "strict": True},
+                "json_schema": {
+                    "name": _schema_name(schema),
+                    "schema": schema,
+                    # OpenAI refuses strict mode for schemas outside its subset (optional
+                    # properties, open objects); the reply is validated here either way
+                    "strict": _strict_subset(schema),
+                },
             }
         return self._client.chat.completions.with_raw_response.create(
             messages=request.messages, extra_body=extra, **body
@@ -400,6 +411,33 @@ class OpenAIEndpoint(Model):
 
 
 # ---------------------------------------------------------------------- reply helpers
+def _rejects_logprobs(exc: Any) -> bool:
+    """A 400 about the logprobs parameter itself (its ``param``, or a message that starts with
+    it), not any 400 whose text happens to mention log-probabilities."""
+    body = exc.body if isinstance(getattr(exc, "body", None), dict) else {}
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    param = str(error.get("param") or "") if isinstance(error, dict) else ""
+    if param:
+        return "logprob" in param.lower()
+    return _server_message(exc).lower().lstrip("'\"`").startswith(("logprob", "top_logprob"))
+
+
+def _strict_subset(schema: Any) -> bool:
+    """Whether OpenAI's strict structured outputs accept ``schema``: every object closed
+    (``additionalProperties: false``) with every property required, all the way down."""
+    if isinstance(schema, list):
+        return all(_strict_subset(item) for item in schema)
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required", [])) != set(properties):
+            return False
+    return all(_strict_subset(value) for key, value in schema.items() if key != "enum")
+
+
 def _first_choice(body: Any) -> dict[str, Any]:
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):

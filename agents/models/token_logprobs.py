@@ -13,6 +13,7 @@ decoder actually samples from, as ``output_scores`` did.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -41,9 +42,15 @@ class ChosenTokenLogprobs(LogitsProcessor):
         return scores
 
     def top(self, row: int, n: int) -> list[list[tuple[int, float]]]:
-        """The first ``n`` steps' ``top_k`` alternatives of batch row ``row``: (id, logprob)."""
+        """The first ``n`` steps' ``top_k`` alternatives of batch row ``row``: (id, logprob).
+        Tokens a constraint or top-p ruled out (log-prob -inf) are left out: they were never
+        alternatives, and JSON cannot carry -inf."""
         return [
-            list(zip(ids[row].tolist(), values[row].tolist(), strict=True))
+            [
+                (i, v)
+                for i, v in zip(ids[row].tolist(), values[row].tolist(), strict=True)
+                if math.isfinite(v)
+            ]  # fmt: skip
             for values, ids in self._top[:n]
         ]
 

@@ -1,10 +1,12 @@
 """Dynamic batching: single calls that arrive close together go to the model as one batch.
 
 Why not Ray Serve's ``serve.batch``: in Ray 2.60 it only runs inside a Serve deployment (its
-queue asks for the replica context), and agents here are plain actors. This is the same idea
-in one small class: take the first waiting call, wait up to ``max_wait_s`` for more (up to
+queue asks for the replica context), and agents here are plain actors; inside Serve too (the
+model servers of ``slm_agents.serve``) it forms the next batch while the current one runs,
+which splits closed-loop clients into cohorts. This is the same idea in one small class: once
+the last batch is done, take the first waiting call, wait up to ``max_wait_s`` for more (up to
 ``max_batch_size``), run them together, hand each caller its own result. While a batch runs,
-new calls queue up and form the next one.
+new calls queue up and form the next one; a caller that went away meanwhile is skipped.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class DynamicBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), max(remaining, 0)))
                 except TimeoutError:
                     break
+            batch = [(item, future) for item, future in batch if not future.done()]
+            if not batch:  # every caller went away (cancelled) while it waited
+                continue
             items = [item for item, _ in batch]
             try:
                 results = await self.handle_batch(items)

@@ -73,16 +73,42 @@ def start(
 
     from slm_agents.runtime.hosting import ensure_ray
 
-    if not port_is_free(host, port):
+    if not port_is_free(host, port):  # before joining Ray: a failure here touches nothing
         raise OSError(f"port {port} on {host} is in use; pick another with --port")
     # A local cluster runs its workers at nice 0: the replicas are the model servers (niced
     # ones measured ~50% slower beside any busy neighbour; docs/architecture.md).
     ensure_ray(address)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(config, api_key), name=APP_NAME, route_prefix="/", blocking=False)
-    base_url = f"http://{host}:{port}/v1"
-    _wait_healthy(f"http://{host}:{port}/health")
-    return base_url
+    shared = _shared(address)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        if APP_NAME in serve.status().applications:  # another server's: never replace it
+            raise RuntimeError(
+                f"a Serve application named {APP_NAME!r} already runs on this Ray cluster "
+                "(another slm-agents serve); stop it first or use a cluster of its own"
+            )
+    except BaseException:
+        _disconnect()
+        raise
+    try:
+        serve.run(build_app(config, api_key), name=APP_NAME, route_prefix="/", blocking=False)
+        _wait_healthy(f"http://{host}:{port}/health")
+    except BaseException:
+        stop(shared)  # what we deployed, and nothing else
+        raise
+    return f"http://{host}:{port}/v1"
+
+
+def _shared(address: str | None) -> bool:
+    """Whether Ray was there before us (an address, or RAY_ADDRESS): then only our app goes."""
+    import os
+
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def _disconnect() -> None:
+    import ray
+
+    ray.shutdown()
 
 
 def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:
@@ -122,8 +148,8 @@ def serve_until_stopped(config: ServeConfig, on_ready: Any = print, **options: A
     """``start``, report the base URL, then wait for Ctrl-C or SIGTERM and stop cleanly."""
     stopped = threading.Event()
     previous: dict[int, Any] = {}
+    base_url = start(config, **options)  # a failed start has cleaned up after itself
     try:
-        base_url = start(config, **options)
         # After ray.init, which installs a SIGTERM handler of its own that aborts the process.
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stopped.set())
@@ -131,6 +157,6 @@ def serve_until_stopped(config: ServeConfig, on_ready: Any = print, **options: A
         while not stopped.wait(0.5):
             pass
     finally:
-        stop(shared=bool(options.get("address")))
+        stop(shared=_shared(options.get("address")))
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -105,6 +105,15 @@ class ModelEntry(_Strict):
     request_timeout_s: float | None = Field(None, gt=0.0)  # over the config's for this model
     deployment: Deployment = Field(default_factory=Deployment)
 
+    @model_validator(mode="after")
+    def _adapters_need_full_weights(self) -> ModelEntry:
+        if self.quantize and (self.adapters or self.adapters_dir):
+            raise ValueError(
+                f"quantize: {self.quantize} cannot host LoRA adapters (they need the "
+                "unquantized model); drop quantize or the adapters"
+            )
+        return self
+
     @property
     def torch_threads(self) -> int:
         return self.threads or max(1, int(self.deployment.num_cpus))

@@ -5,7 +5,10 @@ names (``base``, ``base:adapter`` or ``team:name``), and turns whatever happens 
 OpenAI-shaped answer with the right status: 400 for a bad request (naming the field), 401
 without the key, 404 for an unknown model or adapter (listing what exists), 429 with
 ``Retry-After`` past the queue bounds, 503 with ``Retry-After`` when a replica died under the
-request, 504 when it ran past the timeout (its work is cancelled). Never a hang, never a bare 500.
+request, 504 when it ran past the timeout (its decoding is cancelled; a team's run is not),
+422 when a team cannot answer, 500 (type and first line, no traceback) only for bugs. A
+stream's timeout covers its first piece; a failure after that ends the stream with an error
+event in the same shape.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures' types at run
@@ -21,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError
@@ -57,11 +61,33 @@ async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(APIError(400, message, param=param).body(), status_code=400)
 
 
+def internal_error(exc: BaseException) -> APIError:
+    """A bug as a 500 in OpenAI's shape: the exception's type and first line, never a
+    traceback (a replica's exception arrives as a RayTaskError whose text is one)."""
+    cause = getattr(exc, "cause", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    return APIError(500, f"internal error: {type(cause).__name__}: {first}", type="server_error")
+
+
 @app.exception_handler(Exception)
 async def _bug(_: Request, exc: Exception) -> JSONResponse:
     """A bug still answers in OpenAI's shape, never a bare 500 page."""
-    error = APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
-    return JSONResponse(error.body(), status_code=500)
+    return JSONResponse(internal_error(exc).body(), status_code=500)
+
+
+def parse_body(raw: bytes, model: type) -> Any:
+    """The request body as ``model``; run after the key check, so a caller without the key
+    learns nothing about the schema. Not JSON, or a field of the wrong type: 400 naming it."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ())]
+        if first.get("type") == "json_invalid":
+            raise APIError(400, f"the body is not valid JSON: {first.get('msg')}") from exc
+        param = ".".join(loc) or None
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        raise APIError(400, message, param=param) from exc
 
 
 def key_digest(key: str | None) -> str | None:
@@ -108,7 +134,7 @@ def _as_api_error(exc: Exception) -> APIError:
             type="service_unavailable",
             retry_after_s=1,
         )
-    return APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+    return internal_error(exc)
 
 
 def _sse(chunks: list[dict[str, Any]]) -> AsyncIterator[str]:
@@ -200,8 +226,9 @@ class Ingress:
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(self, body: ChatCompletionRequest, request: Request) -> Any:
+    async def chat_completions(self, request: Request) -> Any:
         self._authorize(request)
+        body = parse_body(await request.body(), ChatCompletionRequest)
         body.check_n()
         if body.top_logprobs and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
@@ -223,12 +250,13 @@ class Ingress:
         }
         if body.stream:
             return await self._stream(target, adapter, job, body, chat=True)
-        answer = await self._call(self._handle(target, adapter).generate, job, target)
+        answer = await self._call(self._handle(target).generate, job, target)
         return chat_completion(answer, body.model, {"slm_agents": answer.get("batch")})
 
     @app.post("/v1/completions")
-    async def completions(self, body: CompletionRequest, request: Request) -> Any:
+    async def completions(self, request: Request) -> Any:
         self._authorize(request)
+        body = parse_body(await request.body(), CompletionRequest)
         body.check_n()
         if body.echo:
             raise APIError(400, "echo is not supported", param="echo")
@@ -238,7 +266,8 @@ class Ingress:
         job = {
             "prompt": body.text(),
             "chat": False,
-            "max_new_tokens": body.max_tokens or 16,
+            "max_new_tokens": body.max_tokens
+            or CompletionRequest.model_fields["max_tokens"].default,
             "temperature": body.temperature,
             "top_p": body.top_p,
             "seed": body.seed,
@@ -250,7 +279,7 @@ class Ingress:
         }
         if body.stream:
             return await self._stream(target, adapter, job, body, chat=False)
-        answer = await self._call(self._handle(target, adapter).generate, job, target)
+        answer = await self._call(self._handle(target).generate, job, target)
         return text_completion(answer, body.model)
 
     # ------------------------------------------------------------------ helpers
@@ -307,7 +336,7 @@ class Ingress:
             code="model_not_found",
         )
 
-    def _handle(self, target: str, adapter: str | None) -> Any:
+    def _handle(self, target: str) -> Any:
         """The model's handle. The adapter travels in the job, not as Serve's
         ``multiplexed_model_id``: Serve's batching splits a batch by that id, and requests for
         different adapters are meant to share one forward pass. Any replica loads any adapter
@@ -355,7 +384,7 @@ class Ingress:
     async def _stream(self, target: str, adapter: str | None, job: dict, body: Any, chat: bool):
         """Server-sent events; the first piece is awaited before the response starts, so a bad
         request still gets its status code instead of a broken stream."""
-        pieces = self._handle(target, adapter).options(stream=True).stream.remote(job)
+        pieces = self._handle(target).options(stream=True).stream.remote(job)
         try:
             first = await asyncio.wait_for(pieces.__anext__(), timeout=self.timeouts[target])
         except TimeoutError as exc:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ray import serve
 
-from slm_agents.models.base import Generation, InputError
+from slm_agents.models.base import Generation
 from slm_agents.runtime.batching import DynamicBatcher
 
 OPTION_KEYS = ("chat", "max_new_tokens", "temperature", "top_p", "seed", "stop", "top_logprobs")
@@ -38,6 +38,18 @@ _END = object()
 
 def input_error(message: str, param: str | None = None) -> dict[str, Any]:
     return {"error": {"status": 400, "message": message, "param": param}}
+
+
+def adapter_failed(model_id: str, adapter: str, exc: Exception) -> dict[str, Any]:
+    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return {
+        "error": {
+            "status": 500,
+            "type": "server_error",
+            "message": f"adapter {model_id}:{adapter} failed to load: "
+            f"{type(exc).__name__}: {reason}",
+        }
+    }
 
 
 def _param_of(message: str) -> str:
@@ -108,22 +120,31 @@ class ModelServer:
     async def _load_resident(self, name: str) -> _ResidentAdapter:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._load_now, name)
-        self._resident.add(name)
         return _ResidentAdapter(self, name)
 
     def _load_now(self, name: str) -> None:
         with self._adapters_lock:
-            if name not in self.lm.adapters:
-                self.lm.load_adapter(self.adapter_paths[name], name)
+            self._ensure_loaded(name)
+            self._resident.add(name)  # under the lock: a finishing batch must see it resident
+
+    def _ensure_loaded(self, name: str) -> None:
+        """Load ``name`` if it is not (first use, or evicted while its request waited); the
+        caller holds ``_adapters_lock``."""
+        if name not in self.lm.adapters:
+            self.lm.load_adapter(self.adapter_paths[name], name)
+
+    def _drop_unless_resident(self, names: set[str]) -> None:
+        """Unload adapters a batch or stream reloaded that the LRU no longer holds; the caller
+        holds ``_adapters_lock``."""
+        for name in names - self._resident:
+            if name in self.lm.adapters:
+                self.lm.unload_adapter(name)
 
     def _unload(self, name: str) -> None:
         with self._adapters_lock:
             self._resident.discard(name)
             if name in self.lm.adapters:
                 self.lm.unload_adapter(name)
-
-    def loaded_adapters(self) -> list[str]:
-        return sorted(self.lm.adapters)
 
     # ------------------------------------------------------------------ requests
     def _check(self, job: dict[str, Any]) -> dict[str, Any] | None:
@@ -144,10 +165,19 @@ class ModelServer:
         try:
             options = GenerationOptions(**{k: job[k] for k in OPTION_KEYS})
             self.lm.check(Request(job["prompt"], json_schema=job.get("json_schema")), options)
-        except InputError as exc:
+        except ValueError as exc:  # InputError, or GenerationOptions naming the bad option
             return input_error(str(exc), _param_of(str(exc)))
-        except ValueError as exc:  # GenerationOptions names the bad option
-            return input_error(str(exc), _param_of(str(exc)))
+        return None
+
+    async def _adapter_ready(self, adapter: str | None) -> dict[str, Any] | None:
+        """Load the job's adapter into the LRU; an adapter that fails to load is that
+        request's error (a broken adapter folder is the server's fault: 500, named)."""
+        if not adapter:
+            return None
+        try:
+            await self._load(adapter)
+        except Exception as exc:
+            return adapter_failed(self.model_id, adapter, exc)
         return None
 
     async def generate(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +185,9 @@ class ModelServer:
         problem = await loop.run_in_executor(None, self._check, job)  # waits for the model lock
         if problem is not None:
             return problem
-        if job.get("adapter"):
-            await self._load(job["adapter"])
+        problem = await self._adapter_ready(job.get("adapter"))
+        if problem is not None:
+            return problem
         cancel = threading.Event()
         try:
             return await self._batcher.submit(job | {"cancel": cancel})
@@ -178,10 +209,17 @@ class ModelServer:
         answers: list[dict[str, Any] | None] = [None] * len(jobs)
         with self._adapters_lock:
             needed = {job["adapter"] for job in jobs if job.get("adapter")}
-            for name in needed - set(self.lm.adapters):  # evicted while the job waited
-                self.lm.load_adapter(self.adapter_paths[name], name)
+            for name in sorted(needed):  # evicted while the job waited: load it again
+                try:
+                    self._ensure_loaded(name)
+                except Exception as exc:
+                    failed = adapter_failed(self.model_id, name, exc)
+                    for i, job in enumerate(jobs):
+                        if job.get("adapter") == name:
+                            answers[i] = failed
+            groups = {key: [i for i in rows if answers[i] is None] for key, rows in groups.items()}
             try:
-                for rows in groups.values():
+                for rows in (rows for rows in groups.values() if rows):
                     first = jobs[rows[0]]
                     requests = [
                         Request(
@@ -203,9 +241,7 @@ class ModelServer:
                     for i, gen in zip(rows, gens, strict=True):
                         answers[i] = self.answer(gen, jobs[i]) | {"batch": batch}
             finally:
-                for name in needed - self._resident:
-                    if name in self.lm.adapters:
-                        self.lm.unload_adapter(name)
+                self._drop_unless_resident(needed)
         return answers  # type: ignore[return-value]
 
     async def stream(self, job: dict[str, Any]):
@@ -217,19 +253,35 @@ class ModelServer:
         if problem is not None:
             yield problem
             return
-        if job.get("adapter"):
-            await self._load(job["adapter"])
-        request = Request(
-            job["prompt"], json_schema=job.get("json_schema"), adapter=job.get("adapter")
-        )
+        problem = await self._adapter_ready(job.get("adapter"))
+        if problem is not None:
+            yield problem
+            return
+        adapter = job.get("adapter")
+        request = Request(job["prompt"], json_schema=job.get("json_schema"), adapter=adapter)
         options = GenerationOptions(**{k: job[k] for k in OPTION_KEYS})
         # One thread per stream: the stream holds the model lock between pieces, so it must
         # not share the batches' thread.
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream")
         pieces = self.lm.stream(request, options)
+
+        def first_piece() -> Any:
+            """The first piece under the adapter lock: once decoding holds the model lock, no
+            eviction can take the adapter away; one evicted meanwhile is loaded again."""
+            with self._adapters_lock:
+                try:
+                    if adapter:
+                        self._ensure_loaded(adapter)
+                except Exception as exc:
+                    return adapter_failed(self.model_id, adapter, exc)
+                return next(pieces, _END)
+
         try:
+            piece = await loop.run_in_executor(worker, first_piece)
+            if isinstance(piece, dict):  # the adapter failed to load
+                yield piece
+                return
             while True:
-                piece = await loop.run_in_executor(worker, next, pieces, _END)
                 if piece is _END:
                     return
                 if isinstance(piece, Generation):
@@ -237,9 +289,13 @@ class ModelServer:
                     yield answer if "error" in answer else {"final": answer}
                 else:
                     yield {"delta": piece}
+                piece = await loop.run_in_executor(worker, next, pieces, _END)
         finally:
             await loop.run_in_executor(worker, pieces.close)
             worker.shutdown(wait=False)
+            if adapter:
+                with self._adapters_lock:
+                    self._drop_unless_resident({adapter})
 
     def answer(self, gen: Generation, job: dict[str, Any]) -> dict[str, Any]:
         """The wire answer of one Generation. An incomplete JSON reply (out of tokens) is

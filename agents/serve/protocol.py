@@ -212,7 +212,7 @@ def text_completion(answer: dict[str, Any], model: str) -> dict:
             "tokens": [t for t, _ in tokens],
             "token_logprobs": [lp for _, lp in tokens],
             "top_logprobs": [dict(step) for step in top] if top else None,
-            "text_offset": [],
+            "text_offset": None,
         }
     return {
         "id": completion_id("cmpl"),

@@ -441,3 +441,31 @@ def test_a_coder_on_the_endpoint_repairs_and_passes(fault_server, style):
     path = "/v1/chat/completions" if style == "chat" else "/v1/completions"
     assert first.path == repair.path == path
     assert repair.body["temperature"] == 0.7 and repair.body["seed"] == 1
+
+
+# ------------------------------------------------------------------------------ review findings
+def test_strict_mode_only_for_schemas_in_openais_subset(fault_server):
+    open_schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    fault_server.reply = lambda r: {"city": "Paris"}
+    for schema, strict in ((CITY, True), (open_schema, False)):
+        [gen] = endpoint(fault_server).generate(["x"], json_schema=schema)
+        assert gen.ok, gen.error
+        sent = fault_server.posts()[-1].body["response_format"]["json_schema"]
+        assert sent["strict"] is strict
+
+
+def test_a_reply_with_parts_of_the_wrong_type_fails_only_its_prompt(fault_server):
+    bad = {"choices": [{"message": {"content": "hi"}, "logprobs": "oops",
+                        "finish_reason": "stop"}]}  # fmt: skip
+    fault_server.push(Fault.not_openai(bad, when=lambda r: "bad" in r.text))
+    good_gen, bad_gen = endpoint(fault_server).generate(["good", "bad"])
+    assert good_gen.ok
+    assert not bad_gen.ok and "unexpected shape" in bad_gen.error
+
+
+def test_a_400_that_only_mentions_logprobs_keeps_them_on(fault_server):
+    fault_server.push(Fault.http(400, "prompt too long: ... logprobs=true ..."))
+    e = endpoint(fault_server)
+    [gen] = e.generate(["x"])
+    assert not gen.ok and "HTTP 400" in gen.error
+    assert e.describe()["logprobs"] is True

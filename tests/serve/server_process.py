@@ -58,6 +58,9 @@ def write_config(folder: Path) -> Path:
     for seed, name in ((1, "alpha"), (2, "beta")):
         make_adapter(lm, folder / "adapters" / name, seed=seed)
     del lm
+    broken = folder / "adapters" / "broken"  # listed (it has a config) but fails to load
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     team = {
         "name": "desk",
         "agents": {

@@ -41,6 +41,7 @@ def test_without_a_file_every_installed_causal_model_is_served():
         ("models: [{model: m, adapters: {x: nowhere}}]", "models[0].adapters.x"),
         ("teams: {desk: {spec: missing.yaml}}", "teams.desk.spec: no file"),
         ("request_timeout_s: 0", "request_timeout_s"),
+        ("models: [{model: m, quantize: int8, adapters_dir: a}]", "cannot host LoRA adapters"),
         ("{}", "serves nothing"),
         ("[1, 2]", "a YAML mapping"),
         ("models: [{model: m, deployment: {autoscaling: {min_replicas: 3, max_replicas: 1}}}]",
@@ -78,3 +79,19 @@ def test_adapters_are_found_in_the_adapters_folder(tmp_path):
     (tmp_path / "adapters" / "notes").mkdir()  # not an adapter: no adapter_config.json
     config = load_serve_config(write(tmp_path, "models: [{model: m, adapters_dir: adapters}]"))
     assert sorted(config.models[0].adapter_paths(config.base)) == ["alpha", "beta"]
+
+
+def test_a_port_in_use_fails_before_ray_is_touched():
+    import socket
+
+    import ray
+
+    from slm_agents.serve.app import start
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is in use"):
+            start(default_config(), port=port)
+    assert not ray.is_initialized()

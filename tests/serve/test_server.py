@@ -231,3 +231,30 @@ def test_top_logprobs_list_the_likeliest_tokens(server):
     response = server.post("/v1/chat/completions", {"model": MODEL, "messages": HELLO,
                                                     "top_logprobs": 2})  # fmt: skip
     assert response.status_code == 400 and error_of(response)["param"] == "top_logprobs"
+
+
+def test_top_logprobs_under_a_schema_or_top_p_stay_finite(server):
+    """Tokens a constraint or top-p rules out have log-prob -inf: never sent (JSON cannot
+    carry it, and the reply used to be a 500)."""
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    for options in ({"response_format": response_format},
+                    {"temperature": 0.7, "top_p": 0.5, "seed": 1}):  # fmt: skip
+        reply = chat(server, logprobs=True, top_logprobs=5, max_tokens=8, **options)
+        for token in reply.choices[0].logprobs.content:
+            assert all(math.isfinite(t.logprob) for t in token.top_logprobs)
+
+
+def test_a_broken_adapter_is_a_500_that_names_it_without_a_traceback(server):
+    body = {"model": f"{MODEL}:broken", "messages": HELLO, "max_tokens": 2}
+    response = server.post("/v1/chat/completions", body)
+    assert response.status_code == 500
+    error = error_of(response)
+    assert "adapter smollm2-135m-instruct:broken failed to load" in error["message"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    assert chat(server, model=f"{MODEL}:alpha").choices[0].message.content  # others still work
+
+
+def test_without_the_key_a_bad_body_is_401_not_a_schema_lesson(server):
+    response = server.post("/v1/chat/completions", {"model": MODEL, "temperature": "hot"}, key=None)
+    assert response.status_code == 401 and "temperature" not in response.text
