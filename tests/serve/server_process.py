@@ -19,7 +19,7 @@ from adapter_factory import make_adapter
 
 API_KEY = "sk-test-serve-0123456789"
 MODEL = "smollm2-135m-instruct"
-TIGHT = "smollm2-tight"  # one request at a time, one queued, a 3 s timeout
+TIGHT = "smollm2-tight"  # one request at a time, one queued, a 6 s timeout
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -80,7 +80,7 @@ def write_config(folder: Path) -> Path:
         "models": [
             {"model": MODEL, "adapters_dir": "adapters", "max_adapters_per_replica": 2,
              "deployment": small | {"max_ongoing_requests": 16, "max_queued_requests": 64}},
-            {"model": MODEL, "id": TIGHT, "request_timeout_s": 3,
+            {"model": MODEL, "id": TIGHT, "request_timeout_s": 6,
              "deployment": small | {"max_ongoing_requests": 1, "max_queued_requests": 1,
                                     "batch": {"max_batch_size": 1, "wait_s": 0.0}}},
         ],
