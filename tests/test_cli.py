@@ -102,13 +102,15 @@ def test_demo_runs_and_logs_to_mlflow(mlflow_store):
 
 
 def test_every_command_is_registered_and_cli_run_knows_no_app():
-    """``run`` lives in cli_run as a plain function that cli registers; nothing imports back."""
+    """``run`` and ``serve`` live in cli_run / cli_serve as plain functions that cli registers;
+    nothing imports back."""
     import slm_agents.cli_run
+    import slm_agents.cli_serve
 
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     groups = {g.name for g in app.registered_groups}
-    assert names == {"run", "models", "generate", "classify", "demo"}
+    assert names == {"run", "serve", "models", "generate", "classify", "demo"}
     assert groups == {"finetune", "compress", "evaluate"}
-    assert not hasattr(slm_agents.cli_run, "app")
+    assert not hasattr(slm_agents.cli_run, "app") and not hasattr(slm_agents.cli_serve, "app")
     usage = runner.invoke(app, ["run", "--help"])
     assert usage.exit_code == 0 and "--input" in usage.output and "--address" in usage.output

@@ -81,17 +81,31 @@ def test_adapters_are_found_in_the_adapters_folder(tmp_path):
     assert sorted(config.models[0].adapter_paths(config.base)) == ["alpha", "beta"]
 
 
+PORT_IN_USE = """
+import socket, sys
+import ray
+from slm_agents.serve.app import start
+from slm_agents.serve.config import default_config
+with socket.socket() as busy:
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        start(default_config(), port=busy.getsockname()[1])
+    except OSError as exc:
+        print("ERROR", exc)
+print("RAY", ray.is_initialized())
+"""
+
+
 def test_a_port_in_use_fails_before_ray_is_touched():
-    import socket
+    """In a fresh process: the check comes before Ray is started or joined (RAY_ADDRESS set
+    would otherwise join a shared cluster for nothing)."""
+    import os
+    import subprocess
+    import sys
 
-    import ray
-
-    from slm_agents.serve.app import start
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is in use"):
-            start(default_config(), port=port)
-    assert not ray.is_initialized()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", PORT_IN_USE], capture_output=True, text=True,
+                         timeout=120, env=env)  # fmt: skip
+    assert "is in use; pick another with --port" in out.stdout, out.stderr[-2000:]
+    assert "RAY False" in out.stdout
