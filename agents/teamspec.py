@@ -54,11 +54,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from slm_agents.config_files import load_yaml_model
 from slm_agents.pricing import Price
 from slm_agents.runtime.config import HostingConfig
 
@@ -391,22 +391,7 @@ AGENT_SPEC_FIELDS = {
 def load_team_spec(path: str | Path) -> TeamSpec:
     """Read and validate a team spec; every problem is a TeamSpecError naming file and field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise TeamSpecError(f"{path}: no such file") from exc
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TeamSpecError(f"{path}: not readable YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise TeamSpecError(f"{path}: a team spec is a YAML mapping, got {type(raw).__name__}")
-    try:
-        spec = TeamSpec(**raw, source=path)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise TeamSpecError(f"{path}: {problems}") from exc
+    spec = load_yaml_model(path, TeamSpec, "team spec", TeamSpecError, source=path)
     known = sorted(spec.agents)
     for field, name in spec.flow.names():
         if name not in spec.agents:

@@ -143,6 +143,15 @@ class TokenAligned(Protocol):
     def token_ends(self, token_ids: Sequence[int]) -> list[int]: ...
 
 
+def mean_confidence(logprobs: Sequence[float]) -> float:
+    """exp(mean of the finite log-probs of the chosen tokens): every backend's confidence
+    (``docs/models.md``); 0.0 when there are none."""
+    import math
+
+    chosen = [lp for lp in logprobs if math.isfinite(lp)]
+    return math.exp(sum(chosen) / len(chosen)) if chosen else 0.0
+
+
 Item = TypeVar("Item")
 Valid = TypeVar("Valid")
 Out = TypeVar("Out")

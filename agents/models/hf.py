@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ from slm_agents.models.base import (
     Model,
     Timer,
     Usage,
+    mean_confidence,
     pick_device,
     quantize_int8,
     run_isolated,
@@ -460,12 +460,11 @@ class CausalLM(Model):
             n, reason = end + 1, "stop"  # the end-of-sequence token counts as generated
         else:
             n, reason = len(ids), "length"
-        chosen = [lp for lp in logprobs[:n] if math.isfinite(lp)]
         gen = Generation(
             text=text,
             token_logprobs=logprobs[:n],
             token_ids=ids[:n],
-            confidence=math.exp(sum(chosen) / len(chosen)) if chosen else 0.0,
+            confidence=mean_confidence(logprobs[:n]),
             usage=Usage(prepared.n_tokens, n),
             finish_reason=reason,
             latency_s=timer.seconds,

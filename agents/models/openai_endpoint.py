@@ -46,6 +46,7 @@ from slm_agents.models.base import (
     Model,
     Timer,
     Usage,
+    mean_confidence,
     run_isolated,
 )
 from slm_agents.models.constraints import Constraint, make_constraint, parse_output
@@ -350,7 +351,7 @@ class OpenAIEndpoint(Model):
         gen = Generation(
             text=text,
             token_logprobs=token_logprobs,
-            confidence=_confidence(token_logprobs) if lps else None,
+            confidence=mean_confidence(token_logprobs) if lps else None,
             usage=_usage(body.get("usage"), len(token_logprobs)),
             finish_reason=reason,
         )
@@ -445,12 +446,6 @@ def _first_choice(body: Any) -> dict[str, Any]:
             f"the reply is JSON but not an OpenAI reply: no choices[0] in {str(body)[:200]}"
         )
     return choices[0]
-
-
-def _confidence(logprobs: Sequence[float]) -> float:
-    """exp(mean of the finite logprobs), as ``CausalLM`` computes it."""
-    chosen = [lp for lp in logprobs if math.isfinite(lp)]
-    return math.exp(sum(chosen) / len(chosen)) if chosen else 0.0
 
 
 def _usage(usage: Any, n_logprobs: int) -> Usage:

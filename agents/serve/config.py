@@ -23,8 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from slm_agents.config_files import load_yaml_model
 
 
 class ServeConfigError(ValueError):
@@ -184,22 +185,7 @@ def load_serve_config(path: str | Path | None) -> ServeConfig:
     if path is None:
         return default_config()
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ServeConfigError(f"{path}: no such file") from exc
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ServeConfigError(f"{path}: not readable YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ServeConfigError(f"{path}: a serve config is a YAML mapping")
-    try:
-        config = ServeConfig(**raw, source=path)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ServeConfigError(f"{path}: {problems}") from exc
+    config = load_yaml_model(path, ServeConfig, "serve config", ServeConfigError, source=path)
     for i, entry in enumerate(config.models):
         if entry.adapters_dir and not (config.base / entry.adapters_dir).is_dir():
             raise ServeConfigError(f"{path}: models[{i}].adapters_dir: no folder")

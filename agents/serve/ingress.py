@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from ray import serve
@@ -49,16 +48,6 @@ app = FastAPI(title="slm-agents", docs_url=None, redoc_url=None)
 @app.exception_handler(APIError)
 async def _api_error(_: Request, exc: APIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
-
-
-@app.exception_handler(RequestValidationError)
-async def _bad_body(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """A body that is not JSON, or a field of the wrong type: 400 naming the field."""
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
-    return JSONResponse(APIError(400, message, param=param).body(), status_code=400)
 
 
 def internal_error(exc: BaseException) -> APIError:
