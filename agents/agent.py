@@ -78,6 +78,26 @@ def llm_step(agent: str, model: str, prices: PriceTable, usage: Any, **fields: A
     )
 
 
+def redaction_steps(agent: str, gen: Any, start: float) -> list[Step]:
+    """A ``redact`` Step when the generation's prompt was redacted before it left (an external
+    agent's): the kinds and how many of each, never the values."""
+    report = getattr(gen, "redaction", None)
+    if report is None:
+        return []
+    counts = report["counts"]
+    found = ", ".join(f"{kind} x{n}" for kind, n in sorted(counts.items())) or "nothing found"
+    return [
+        Step(
+            "redact",
+            output={"kinds": dict(counts), "entities": sum(counts.values())},
+            confidence=None,
+            start_s=start,
+            end_s=start + report["seconds"],
+            decision=f"redacted what {agent} was sent: {found}",
+        )
+    ]
+
+
 def split_valid(tasks: Sequence[str | Task], agent: str) -> tuple[list[Task], dict[int, Result]]:
     """Normalise tasks; empty or non-text ones become error Results keyed by position."""
     valid: list[Task] = []
@@ -218,7 +238,7 @@ class LLMAgent(Agent):
                     task.id,
                     output=None if gen.error else output,
                     confidence=gen.confidence,
-                    path=[step],
+                    path=[*redaction_steps(self.name, gen, start), step],
                     latency_s=end - start,
                     error=gen.error,
                     meta=dict(task.meta),

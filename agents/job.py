@@ -132,8 +132,9 @@ def run_job(
     resume = run_file.read_text().strip() if run_file.exists() and done else None
     params = {"team": spec.model_dump(mode="json"), "input": str(input_path),
               "output": str(output), "requests": len(requests)}  # fmt: skip
+    stored = tracking.raw_text(spec.privacy.store_raw)  # MLflow holds redacted text by default
     context = tracking.run(f"run:{spec.name}", params=params, resume=resume) if track else None
-    with context or contextlib.nullcontext() as run_id, tracking.without_model_spans():
+    with stored, context or contextlib.nullcontext() as run_id, tracking.without_model_spans():
         if run_id:
             run_file.write_text(run_id)
         if todo:

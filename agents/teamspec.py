@@ -40,6 +40,12 @@ model; ``adapter`` names an adapter it serves), ``max_new_tokens`` is the reques
 the environment variable holding the key (omit it for a local server); optional
 ``max_concurrency``, ``timeout_s``, ``max_retries``. The endpoint's ``model`` is the name
 ``prices:`` prices it by.
+
+``privacy: {on_prem, local_hosts, redact, store_raw}`` (``slm_agents.privacy.PrivacyPolicy``):
+an endpoint agent is external unless its host is loopback or in ``local_hosts``
+(``endpoint.external: true|false`` decides instead when given). What an external agent is sent
+is redacted (the kinds of ``redact``, default all) and its answer restored; ``on_prem: true``
+refuses a team with an external agent; ``store_raw: true`` keeps raw text in MLflow.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from pydantic import (
 
 from slm_agents.config_files import load_yaml_model
 from slm_agents.pricing import Price
+from slm_agents.privacy.policy import PrivacyPolicy, host_of, is_external
 from slm_agents.runtime.config import HostingConfig
 
 
@@ -92,6 +99,7 @@ class EndpointEntry(_Strict):
     max_concurrency: int = Field(8, ge=1, le=256)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0, le=20)
+    external: bool | None = None  # None: external unless the host is loopback or local_hosts
 
     @field_validator("base_url")
     @classmethod
@@ -286,7 +294,12 @@ class TeamSpec(_Strict):
     # model -> {input_per_million, output_per_million} (USD), over slm_agents.pricing's defaults
     prices: dict[str, Price] = Field(default_factory=dict)
     hosting: Hosting = Field(default_factory=Hosting)
+    privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     source: Path | None = Field(None, exclude=True)
+
+    def external_agents(self) -> list[str]:
+        """The agents that send text off the premises (``slm_agents.privacy.is_external``)."""
+        return [n for n, e in self.agents.items() if is_external(e.endpoint, self.privacy)]
 
     def build(
         self, address: str | None = None, review_queue: str | Path | None = None
@@ -368,6 +381,10 @@ class TeamSpec(_Strict):
         if entry.labels_file:
             args["labels"] = _read_labels(base / entry.labels_file)
         args["adapters"] = {k: str(base / v) for k, v in entry.adapters.items()}
+        if entry.endpoint is not None:
+            args["endpoint"] = entry.endpoint.model_dump(exclude={"external"})
+            if is_external(entry.endpoint, self.privacy) and self.privacy.redact:
+                args["redact"] = list(self.privacy.redact)
         if entry.model is not None and (base / entry.model).exists():
             args["model"] = str(base / entry.model)
         options = entry.options()
@@ -398,6 +415,16 @@ def load_team_spec(path: str | Path) -> TeamSpec:
             raise TeamSpecError(f"{path}: {field}: no agent {name!r}; agents are {known}")
     if spec.flow.cascade:
         _check_cascade(path, spec)
+    if spec.privacy.on_prem and spec.external_agents():
+        where = ", ".join(
+            f"agents.{n} (endpoint host {host_of(spec.agents[n].endpoint.base_url)!r})"
+            for n in spec.external_agents()
+        )
+        raise TeamSpecError(
+            f"{path}: privacy.on_prem is true, but {where} is external; list its host in "
+            "privacy.local_hosts, set endpoint.external: false if it is on the premises, or "
+            "drop on_prem"
+        )
     for name, entry in spec.agents.items():
         if entry.train is not None and not (path.parent / entry.train.data).exists():
             raise TeamSpecError(f"{path}: agents.{name}.train.data: no file {entry.train.data}")

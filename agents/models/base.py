@@ -61,6 +61,8 @@ class Generation:
     token_ids: list[int] = field(default_factory=list)  # the ids behind token_logprobs
     # with top_logprobs=k: per generated token, the k most likely (token id, logprob)
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list)
+    # set by slm_agents.privacy.RedactingGenerator: {"counts": {kind: n}, "seconds": s}
+    redaction: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:

@@ -10,6 +10,8 @@ prices its calls alike wherever it is built.
 :class:`~slm_agents.models.openai_endpoint.OpenAIEndpoint`) puts the agent on an
 OpenAI-compatible HTTP endpoint instead of a local model: no weights are loaded, and the API key
 is read from ``api_key_env`` in the process that builds the agent (a Ray actor's too).
+``redact`` (kinds of personal data) puts a :class:`~slm_agents.privacy.RedactingGenerator` in
+front of that endpoint: the team spec sets it for external agents.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ class AgentSpec:
     batch_size: int = 16
     prices: dict[str, Price | dict[str, float]] = field(default_factory=dict)  # over the defaults
     endpoint: dict[str, Any] | None = None  # an OpenAI-compatible endpoint instead of a model
+    redact: list[str] | None = None  # kinds to redact from what the endpoint is sent
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"agent {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if not self.name:
             raise ValueError("agent name must not be empty")
+        if self.redact is not None and self.endpoint is None:
+            raise ValueError(f"agent {self.name!r}: redact applies to endpoint agents only")
         if self.endpoint is not None:
             self._check_endpoint()
         elif not self.model:
@@ -110,7 +115,14 @@ class AgentSpec:
         key = json.dumps(["endpoint", self.endpoint], sort_keys=True)
         if key not in _MODELS:
             _MODELS[key] = OpenAIEndpoint(**self.endpoint)
-        return _MODELS[key]
+        if not self.redact:
+            return _MODELS[key]
+        from slm_agents.privacy import RedactingGenerator, Redactor
+
+        guarded = json.dumps(["redacted", self.endpoint, self.redact], sort_keys=True)
+        if guarded not in _MODELS:
+            _MODELS[guarded] = RedactingGenerator(_MODELS[key], Redactor(self.redact))
+        return _MODELS[guarded]
 
     def _causal(self) -> Any:
         from slm_agents.models import CausalLM

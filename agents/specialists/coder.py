@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from slm_agents.agent import Agent, failed, llm_step, merge, split_valid
+from slm_agents.agent import Agent, failed, llm_step, merge, redaction_steps, split_valid
 from slm_agents.models.base import TextGenerator
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
 from slm_agents.result import Result, Step, Task, now
@@ -306,7 +306,8 @@ class Coder(Agent):
                 decision=label,
                 error=gen.error,
             )
-            out.append((None if gen.error else text, [step], gen.error))
+            steps = [*redaction_steps(self.name, gen, start), step]
+            out.append((None if gen.error else text, steps, gen.error))
         return out
 
     def _test(self, jobs: list[_Job], *, last: bool) -> None:

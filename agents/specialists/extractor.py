@@ -44,6 +44,7 @@ from slm_agents.agent import (
     llm_step,
     merge,
     prompts_for,
+    redaction_steps,
 )
 from slm_agents.models.base import AdapterHost, Generation, Messages, TextGenerator, TokenAligned
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
@@ -289,7 +290,7 @@ class Extractor(Agent):
             task.id,
             output=None if error else output,
             confidence=0.0 if error else confidence,
-            path=[step],
+            path=[*redaction_steps(self.name, gen, start), step],
             latency_s=end - start,
             error=error,
             meta=meta,

@@ -29,6 +29,7 @@ from slm_agents.tracking.store import (
     log_dict,
     log_metrics,
     log_params,
+    raw_text,
     register_model,
     run,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "log_dict",
     "log_metrics",
     "log_params",
+    "raw_text",
     "model_call",
     "register_model",
     "run",

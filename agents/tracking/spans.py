@@ -42,11 +42,14 @@ class _ModelSpan:
                     sum(u.prompt_tokens for u in usage), sum(u.completion_tokens for u in usage)
                 )
             )
+        stored = self._tracker.stored
         outputs = [
-            {"error": r.error}
+            {"error": stored(r.error)}
             if r.error
             else {
-                "output": to_json(getattr(r, "text", None) or getattr(r, "label", None)),
+                "output": to_json(
+                    getattr(r, "text", None) or getattr(r, "label", None), text=stored
+                ),
                 "confidence": None if r.confidence is None else round(r.confidence, 4),
             }
             for r in results
@@ -75,8 +78,8 @@ def span(
     if live is None:
         yield _NullSpan()
         return
-    tracker.fail_open(live.set_inputs, to_json(inputs))
-    tracker.fail_open(live.set_attributes, to_json(attributes or {}))
+    tracker.fail_open(live.set_inputs, to_json(inputs, text=tracker.stored))
+    tracker.fail_open(live.set_attributes, to_json(attributes or {}, text=tracker.stored))
     try:
         yield live
     except BaseException as exc:

@@ -10,6 +10,11 @@ Where runs go: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<working dir>/ml
 own default, made absolute so a notebook that changes directory keeps one store). Experiments we
 create on a sqlite store keep their artifacts in ``mlartifacts/`` beside the database file.
 
+What is stored is redacted: span inputs, outputs and errors, and params pass through
+:meth:`Tracker.stored`, which replaces personal data with placeholders
+(``slm_agents.privacy.store_text``) unless ``store_raw`` is set (a team spec's
+``privacy: {store_raw: true}``, or ``configure(store_raw=True)``).
+
 Metrics: ``log_metrics`` buffers and sends one ``log_batch`` per 200 values or at run end
 (one synchronous ``log_metric`` on sqlite costs ~40 ms).
 
@@ -71,15 +76,29 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
 class Tracker:
     """One process's view of MLflow. Use the module-level functions for the default one."""
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "slm-agents"):
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment: str = "slm-agents",
+        store_raw: bool = False,
+    ):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        self.store_raw = store_raw  # keep raw text in the store (default: redacted)
         self.broken = False
         self.spans_enabled = False
         self.model_spans = True  # a trace per model call; jobs turn it off (they trace requests)
         self._ready = False
         self._buffer: list[Any] = []
         self._run_id: str | None = None
+
+    def stored(self, text: str) -> str:
+        """``text`` as the store may keep it: redacted, unless ``store_raw``."""
+        if self.store_raw:
+            return text
+        from slm_agents.privacy import store_text
+
+        return store_text(text)
 
     # -------------------------------------------------------------- fail-open core
     def fail_open(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -186,7 +205,8 @@ class Tracker:
         import mlflow
 
         if self._run_id is not None:
-            self.fail_open(mlflow.log_params, flatten(config))
+            params = {key: self.stored(value) for key, value in flatten(config).items()}
+            self.fail_open(mlflow.log_params, params)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Buffer metrics; they go to MLflow in one batch every FLUSH_EVERY values or at run end."""
@@ -253,11 +273,27 @@ def get_tracker() -> Tracker:
     return _default
 
 
-def configure(tracking_uri: str | None = None, experiment: str = "slm-agents") -> Tracker:
-    """Point the default tracker somewhere else (a fresh Tracker; any old failure is forgotten)."""
+def configure(
+    tracking_uri: str | None = None, experiment: str = "slm-agents", store_raw: bool = False
+) -> Tracker:
+    """Point the default tracker somewhere else (a fresh Tracker; any old failure is forgotten).
+    ``store_raw``: keep raw text in the store instead of redacted text."""
     global _default
-    _default = Tracker(tracking_uri, experiment)
+    _default = Tracker(tracking_uri, experiment, store_raw)
     return _default
+
+
+@contextlib.contextmanager
+def raw_text(store_raw: bool) -> Iterator[None]:
+    """Inside the block the default tracker stores raw text if ``store_raw`` (or if it already
+    did): a team spec's ``privacy: {store_raw: true}`` for the length of its job."""
+    tracker = get_tracker()
+    before = tracker.store_raw
+    tracker.store_raw = before or store_raw
+    try:
+        yield
+    finally:
+        tracker.store_raw = before
 
 
 def enable() -> None:

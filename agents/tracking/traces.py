@@ -22,16 +22,22 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def _trace_one(result: Any, task: Any, name: str) -> None:
+def _trace_one(result: Any, task: Any, name: str, stored: Any) -> None:
+    """``stored``: what a string becomes in the store (``Tracker.stored``: redacted)."""
     import mlflow
     from mlflow.entities import SpanStatus
+
+    def error(message: str | None) -> str | None:
+        return stored(message) if message else message
 
     if not result.path:
         return
     root = mlflow.start_span_no_context(
         name,
         span_type="AGENT",
-        inputs={"task": to_json(getattr(task, "text", task))} if task is not None else None,
+        inputs=None
+        if task is None
+        else {"task": to_json(getattr(task, "text", task), text=stored)},
         attributes={"task_id": result.task_id, "cost": result.cost, "agents": result.agents},
         start_time_ns=_ns(min(s.start_s for s in result.path)),
     )
@@ -52,12 +58,12 @@ def _trace_one(result: Any, task: Any, name: str) -> None:
             start_time_ns=_ns(step.start_s),
         )
         child.end(
-            outputs=to_json(step.output),
-            status=SpanStatus("ERROR", step.error) if step.error else "OK",
+            outputs=to_json(step.output, text=stored),
+            status=SpanStatus("ERROR", error(step.error)) if step.error else "OK",
             end_time_ns=_ns(step.end_s),
         )
     root.end(
-        outputs={"output": to_json(result.output), "error": result.error},
+        outputs={"output": to_json(result.output, text=stored), "error": error(result.error)},
         status="ERROR" if result.error else "OK",
         end_time_ns=_ns(max(s.end_s for s in result.path)),
     )
@@ -76,4 +82,5 @@ def trace_results(
     if not tracker.active or not tracker.connect():
         return
     for i, result in enumerate(results):
-        tracker.fail_open(_trace_one, result, tasks[i] if tasks is not None else None, name)
+        task = tasks[i] if tasks is not None else None
+        tracker.fail_open(_trace_one, result, task, name, tracker.stored)
