@@ -11,6 +11,15 @@ are written plain or in groups, dates of birth in the locale's usual formats, al
 birth word (a date alone is not a date of birth). The generator is seeded and knows nothing of
 the detector.
 
+Held-out names: the PERSON carriers above were seen while the name detector was built (its
+misses on them were read), so their recall is an optimistic, tuned number. A second set of
+tickets (``--held-out``; other BANKING77 rows where there are enough, other Faker seeds, the same
+generator and locales) gets one name each in carriers written before any result of the cue-word
+name rule existed and never tuned on (``HELD_OUT_CARRIERS``: other greetings and sign-offs,
+relatives, payees, a name at the start). The PERSON goal is judged there; the tuned carriers'
+recall stays in the table and JSON, labelled as such. Once someone changes the detector after
+reading the held-out misses, these carriers are tuned too and need a fresh held-out list.
+
 Metrics per kind (``Detector`` with every kind):
 
 * recall: the share of inserted values that did not leak, i.e. every letter and digit of the
@@ -29,9 +38,10 @@ and the original tickets for reference.
 Latency: per-request ``Redactor.redact`` wall time on the same tickets, with the pattern kinds
 only, with the NER kind (PERSON) only, and with every kind; medians and p95.
 
-Goals: recall >= 99% for EMAIL, PHONE, CARD and IBAN; >= 90% for PERSON and ADDRESS (verdicts
-with the 95% binomial margin, ``harness.at_least``); department accuracy drops by at most one
-point when redacted (paired margin); median <= 5 ms per request for the pattern kinds.
+Goals: recall >= 99% for EMAIL, PHONE, CARD and IBAN; >= 90% for ADDRESS and for PERSON on the
+held-out carriers (verdicts with the 95% binomial margin, ``harness.at_least``); department
+accuracy drops by at most one point when redacted (paired margin); median <= 5 ms per request
+for the pattern kinds.
 
 Run: ``.venv/bin/python benchmarks/privacy.py`` (a few minutes on 2 cores) or ``--quick``.
 """
@@ -113,6 +123,22 @@ TOPICAL = {
     "I paid into {} but nothing arrived.", "Send it to {}.", "Please deliver the card to {}.",
     "I moved to {} last month.",
 }  # fmt: skip
+# PERSON carriers nobody tuned on: the PERSON goal is judged on tickets built with these.
+HELD_OUT_CARRIERS: dict[str, list[tuple[str, str]]] = {
+    "PERSON": [
+        ("Best wishes, {}", "end"), ("Kind regards {}", "end"), ("Yours, {}", "end"),
+        ("Cheers\n{}", "end"),
+        ("{} (account holder) cannot log in.", "any"), ("Hello, {} speaking.", "any"),
+        ("My husband {} cannot log in to the app.", "any"),
+        ("I am writing on behalf of {}.", "any"),
+        ("Signed: {}", "end"), ("The payee is {}.", "any"),
+        ("Please ask {} to call me back.", "any"),
+        ("My colleague {} told me to contact you.", "any"),
+    ],
+}  # fmt: skip
+HELD_OUT_SEED_OFFSET = 10_000  # the held-out set's seeds: other tickets, other names
+TUNED_LABEL = "tuned carriers (seen while building the detector)"
+HELD_OUT_LABEL = "held-out carriers (never tuned on; the goal is judged here)"
 MILITARY = re.compile(r"\b(?:APO|FPO|DPO) [A-Z]{2}\b")
 
 
@@ -122,11 +148,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tickets", type=int, help="tickets with inserted data [2000; quick 150]")
     parser.add_argument("--clean", type=int, help="original tickets scored for false positives "
                         "[all 3080; quick 300]")  # fmt: skip
+    parser.add_argument("--held-out", type=int, help="tickets with one name in a held-out "
+                        "PERSON carrier [600; quick 60]")  # fmt: skip
     parser.add_argument("--locales", nargs="+", default=["en_US", "en_GB", "de_DE", "fr_FR"])
     parser.add_argument("--seed", type=int, default=0)
     harness.add_output_option(parser, "privacy")
     args = parser.parse_args(argv)
-    harness.fill_defaults(args, {"tickets": (2000, 150), "clean": (0, 300)})
+    harness.fill_defaults(args, {"tickets": (2000, 150), "clean": (0, 300), "held_out": (600, 60)})
     args.output = harness.output_path(args, "privacy")
     return args
 
@@ -221,16 +249,24 @@ def sentences_of(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.?!])\s+", text.strip()) if s]
 
 
-def with_pii(text: str, fakes: dict[str, Any], rng: random.Random, locales: list[str]) -> dict:
-    """The ticket with 1-3 kinds of personal data in carrier sentences, and their spans."""
+def with_pii(
+    text: str,
+    fakes: dict[str, Any],
+    rng: random.Random,
+    locales: list[str],
+    carriers: dict[str, list[tuple[str, str]]] = CARRIERS,
+    only: str | None = None,
+) -> dict:
+    """The ticket with 1-3 kinds of personal data (or one value of kind ``only``) in carrier
+    sentences, and their spans."""
     locale = rng.choice(locales)
     fake = fakes[locale]
     pieces: list[dict] = [{"text": s, "value": None} for s in sentences_of(text)]
     ticket_pieces = len(pieces)
     tail: list[dict] = []  # signatures close the ticket
-    for kind in rng.sample(INSERTED, rng.randint(1, 3)):
+    for kind in [only] if only else rng.sample(INSERTED, rng.randint(1, 3)):
         value, fmt = make_value(kind, fake, rng, locale)
-        carrier, where = rng.choice(CARRIERS[kind])
+        carrier, where = rng.choice(carriers[kind])
         piece = {"text": carrier, "value": value, "kind": kind, "format": fmt, "carrier": carrier}
         if where == "end":
             piece["position"] = "signature"
@@ -264,19 +300,31 @@ def with_pii(text: str, fakes: dict[str, Any], rng: random.Random, locales: list
     return {"text": out, "locale": locale, "values": values}
 
 
-def build_set(tickets: list[tuple[str, str]], args: argparse.Namespace) -> list[dict]:
+def build_set(
+    tickets: list[tuple[str, str]],
+    args: argparse.Namespace,
+    count: int,
+    seed: int,
+    avoid: frozenset[int] = frozenset(),
+    **insert: Any,
+) -> list[dict]:
+    """``count`` tickets with inserted data (``insert``: ``with_pii``'s carriers and kind),
+    from rows outside ``avoid`` while there are enough of them."""
     from faker import Faker
 
-    rng = random.Random(args.seed)
+    rng = random.Random(seed)
     fakes = {}
     for i, locale in enumerate(args.locales):
         fakes[locale] = Faker(locale)
-        fakes[locale].seed_instance(args.seed * 1000 + i)
-    chosen = rng.sample(range(len(tickets)), min(args.tickets, len(tickets)))
+        fakes[locale].seed_instance(seed * 1000 + i)
+    rows = [i for i in range(len(tickets)) if i not in avoid]
+    if len(rows) < count:
+        rows = list(range(len(tickets)))
+    chosen = rng.sample(rows, min(count, len(rows)))
     samples = []
     for index in chosen:
         text, category = tickets[index]
-        sample = with_pii(text, fakes, rng, args.locales)
+        sample = with_pii(text, fakes, rng, args.locales, **insert)
         samples.append(sample | {"original": text, "category": category, "row": index})
     return samples
 
@@ -528,7 +576,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     results["args"] = harness.settings_of(args) | {"output": ""}
     tickets = load_tickets()
-    samples = build_set(tickets, args)
+    samples = build_set(tickets, args, args.tickets, args.seed)
     kinds = Counter(v["kind"] for s in samples for v in s["values"])
     results["data"] = {"source": "banking77/test.csv", "tickets": len(samples),
                        "values": dict(kinds), "locales": args.locales}  # fmt: skip
@@ -537,8 +585,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for s in samples:
         s["entities"] = detector.detect(s["text"])
     results["detection"], errors = score_detection(samples)
+    for kind in HELD_OUT_CARRIERS:
+        if kind in results["detection"]:
+            results["detection"][kind]["carriers"] = TUNED_LABEL
     results["misses"] = errors.pop("missed")
     results["errors"] = errors
+    results["held_out"] = held_out_names(tickets, args, detector, {s["row"] for s in samples})
     clean = tickets if not args.clean else random.Random(args.seed + 1).sample(tickets, args.clean)
     console.print(f"false positives on {len(clean)} original tickets")
     fp_kinds, fps = false_positives(clean, detector)
@@ -559,12 +611,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
+def held_out_names(
+    tickets: list[tuple[str, str]], args: argparse.Namespace, detector: Any, used: set[int]
+) -> dict[str, Any]:
+    """PERSON recall on tickets with one name each in the held-out carriers (other rows and
+    seeds than the main set)."""
+    seed = args.seed + HELD_OUT_SEED_OFFSET
+    samples = build_set(tickets, args, args.held_out, seed, frozenset(used),
+                        carriers=HELD_OUT_CARRIERS, only="PERSON")  # fmt: skip
+    console.print(f"{len(samples)} tickets with one name each in held-out carriers")
+    for s in samples:
+        s["entities"] = detector.detect(s["text"])
+    rows, errors = score_detection(samples)
+    return {
+        "carriers": HELD_OUT_LABEL,
+        "carrier_list": [c for c, _ in HELD_OUT_CARRIERS["PERSON"]],
+        "tickets": len(samples),
+        "rows_shared_with_main_set": sum(s["row"] in used for s in samples),
+        "seed": seed,
+        "detection": {
+            k: rows[k] | {"carriers": HELD_OUT_LABEL} for k in HELD_OUT_CARRIERS if k in rows
+        },
+        "misses": errors["missed"],
+        "wrong_kind": errors["wrong_kind"],
+        "spurious": errors["spurious"],
+    }
+
+
 def goals(results: dict[str, Any]) -> dict[str, Any]:
+    """The verdicts; PERSON's on the held-out carriers only (the tuned ones flatter it)."""
     out = {}
     for kind, goal in RECALL_GOALS.items():
-        row = results["detection"].get(kind)
+        held_out = kind in HELD_OUT_CARRIERS
+        row = (results["held_out"] if held_out else results)["detection"].get(kind)
         if row and row["n"]:
-            out[f"recall {kind}"] = at_least(row["recall"], goal, row["n"])
+            name = f"recall {kind} (held-out carriers)" if held_out else f"recall {kind}"
+            out[name] = at_least(row["recall"], goal, row["n"])
     out["routing drop (department)"] = results["routing"]["goal"]
     median = results["latency"]["pattern kinds"]["median_ms"]
     out["pattern kinds median ms"] = {"goal": PATTERN_MS_GOAL, "value": median,
@@ -580,13 +662,25 @@ def print_report(results: dict[str, Any]) -> None:
          ("strict", "right"), ("detected", "right"), ("precision", "right"),
          ("FP on clean", "right")],
     )  # fmt: skip
-    clean = results["clean"]
+    clean, held_out = results["clean"], results["held_out"]
     for kind, row in results["detection"].items():
         det.add_row(
-            kind, str(row["n"]), pct(row["recall"]), pct(row["kind_recall"]),
+            f"{kind}, tuned carriers" if kind in held_out["detection"] else kind,
+            str(row["n"]), pct(row["recall"]), pct(row["kind_recall"]),
             pct(row["strict_recall"]), str(row["detected"]), pct(row["precision"]),
             str(clean["detections"].get(kind, 0)),
         )  # fmt: skip
+        if kind in held_out["detection"]:
+            h = held_out["detection"][kind]
+            det.add_row(
+                f"[bold]{kind}, held-out carriers[/]", str(h["n"]), pct(h["recall"]),
+                pct(h["kind_recall"]), pct(h["strict_recall"]), str(h["detected"]),
+                pct(h["precision"]), "",
+            )  # fmt: skip
+    det.caption = (
+        f"PERSON: {TUNED_LABEL}; {HELD_OUT_LABEL}, "
+        f"on {held_out['tickets']} other tickets with one name each"
+    )
     console.print(det)
     console.print(f"false positives on {clean['tickets']} original tickets: "
                   f"{sum(clean['detections'].values())}")  # fmt: skip
@@ -595,8 +689,21 @@ def print_report(results: dict[str, Any]) -> None:
     for kind, row in results["detection"].items():
         if row["n"]:
             cells = row["recall_by"]["locale"]
-            by_locale.add_row(kind, *[pct(cells.get(x, {}).get("recall")) for x in locales])
+            label = f"{kind}, tuned" if kind in held_out["detection"] else kind
+            by_locale.add_row(label, *[pct(cells.get(x, {}).get("recall")) for x in locales])
+        if kind in held_out["detection"]:
+            cells = held_out["detection"][kind]["recall_by"]["locale"]
+            by_locale.add_row(
+                f"{kind}, held-out", *[pct(cells.get(x, {}).get("recall")) for x in locales]
+            )
     console.print(by_locale)
+    carriers = harness.table(
+        "PERSON recall by held-out carrier", ["carrier", ("n", "right"), ("recall", "right")]
+    )
+    for row in held_out["detection"].values():
+        for carrier, cell in row["recall_by"]["carrier"].items():
+            carriers.add_row(repr(carrier), str(cell["n"]), pct(cell["recall"]))
+    console.print(carriers)
     lat = harness.table(
         "Redaction latency per request",
         ["redactor", ("median ms", "right"), ("p95 ms", "right"), ("mean ms", "right"),
@@ -636,13 +743,15 @@ def print_report(results: dict[str, Any]) -> None:
     console.print(goal_table)
     print_errors(results)
     failing = [
-        n.split()[1]
+        (n.split()[1], "held-out" in n)
         for n, g in results["goals"].items()
         if n.startswith("recall") and g["met"] is not True
     ]
-    for kind in failing:
-        shown = [m for m in results["misses"] if m["kind"] == kind][:MISSES_SHOWN]
-        console.print(f"[bold]missed {kind}[/] (first {len(shown)}):")
+    for kind, on_held_out in failing:
+        misses = results["held_out"]["misses"] if on_held_out else results["misses"]
+        shown = [m for m in misses if m["kind"] == kind][:MISSES_SHOWN]
+        where = " in held-out carriers" if on_held_out else ""
+        console.print(f"[bold]missed {kind}{where}[/] (first {len(shown)}):")
         for m in shown:
             found = ", ".join(f"{f['kind']}:{f['text']!r}" for f in m["found_here"]) or "nothing"
             console.print(f"  {m['locale']} {m['value']!r} in {m['carrier']!r}; found {found}",
