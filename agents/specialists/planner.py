@@ -27,6 +27,7 @@ from typing import Any
 from slm_agents.agent import Agent, LLMAgent, merge, split_valid
 from slm_agents.models.base import TextGenerator
 from slm_agents.pricing import DEFAULT_TABLE, PriceTable
+from slm_agents.privacy import excerpt
 from slm_agents.result import Result, Task, weakest
 
 PLAN_PROMPT = """Split the request below into calls to these specialists:
@@ -79,7 +80,7 @@ def check_plan(plan: Any, known: Sequence[str]) -> list[dict[str, str]]:
     """The plan's steps, or a PlanError saying what is wrong with it."""
     steps = plan.get("steps") if isinstance(plan, dict) else plan
     if not isinstance(steps, list) or not steps:
-        raise PlanError(f"a plan is a non-empty list of steps, got {json.dumps(plan)[:200]}")
+        raise PlanError(f"a plan is a non-empty list of steps, got {excerpt(json.dumps(plan))}")
     for number, step in enumerate(steps, start=1):
         if not isinstance(step, dict) or not isinstance(step.get("agent"), str):
             raise PlanError(f"plan step {number} needs an 'agent' name, got {step!r}")
