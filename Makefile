@@ -45,3 +45,28 @@ bench: setup
 
 clean-cache:
 	rm -rf $${SLM_AGENTS_CACHE:-$$HOME/.cache/slm-agents}
+
+# The code sandbox's outer layer (docs/sandbox.md): installed with apt when we are root and it is
+# missing; otherwise a message. Never fails setup: without it the sandbox uses its inner layers
+# and says so in SandboxResult.isolation.
+.PHONY: bubblewrap
+setup: bubblewrap
+BWRAP_CHECK := bwrap --unshare-pid --unshare-net --ro-bind / / true
+bubblewrap:
+	@if ! command -v bwrap > /dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then \
+			echo "bubblewrap: installing it with apt-get (the code sandbox's outer layer)"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap \
+				> /dev/null) || echo "bubblewrap: apt-get install failed"; \
+		fi; \
+	fi; \
+	if ! command -v bwrap > /dev/null 2>&1; then \
+		echo "bubblewrap: NOT INSTALLED (needs root and apt-get here; ask for the bubblewrap" \
+			"package). Generated code will run with the sandbox's inner layers only, which are" \
+			"not a security boundary (docs/sandbox.md)."; \
+	elif $(BWRAP_CHECK) 2> /dev/null; then \
+		echo "bubblewrap: $$(bwrap --version), namespaces work: the code sandbox uses it"; \
+	else \
+		echo "bubblewrap: installed but cannot create namespaces here ($$($(BWRAP_CHECK) 2>&1))." \
+			"Generated code will run with the sandbox's inner layers only (docs/sandbox.md)."; \
+	fi

@@ -115,15 +115,20 @@ def test_fork_bomb_is_contained_by_the_audit_hook():
         assert event in kinds
 
 
+# The tests that follow host pids, and the signal test, run without bubblewrap (boundary="none"):
+# its pid namespace renumbers the processes and its reaper is the sandbox's pid 1. The same
+# attacks inside bubblewrap are in test_sandbox_boundary.py.
+
+
 def _python_with_process_limit() -> str:
-    """An interpreter for which the sandbox enforces RLIMIT_NPROC on this machine.
+    """An interpreter for which the sandbox without bubblewrap enforces RLIMIT_NPROC here.
 
     As root the kernel ignores RLIMIT_NPROC, so the sandbox drops to ``nobody``, which must be
     able to read the interpreter's files (this project's venv Python under /root cannot be).
     """
     for python in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
         if os.path.exists(python):
-            isolation = run_sandboxed("pass", python=python).isolation
+            isolation = run_sandboxed("pass", python=python, boundary="none").isolation
             if any(layer.startswith("process limit") for layer in isolation):
                 return python
     pytest.fail("no interpreter here lets the sandbox enforce a process limit (see docstring)")
@@ -140,7 +145,9 @@ for n in range(50):  # bounded: at most 50 children, each sleeps 1 s and exits
     print(pid, flush=True)
 """
     python = _python_with_process_limit()
-    result = run_sandboxed(code, python=python, allow_subprocess=True, max_processes=10)
+    result = run_sandboxed(
+        code, python=python, allow_subprocess=True, max_processes=10, boundary="none"
+    )
     children = [int(pid) for pid in result.stdout.split()]
     assert len(children) <= 10
     assert result.killed_by == "processes"
@@ -153,7 +160,7 @@ def test_processes_left_behind_are_killed_when_the_run_ends():
     code = "import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(60)\nprint(pid)"
     python = _python_with_process_limit()
     start = time.monotonic()
-    result = run_sandboxed(code, python=python, allow_subprocess=True)
+    result = run_sandboxed(code, python=python, allow_subprocess=True, boundary="none")
     assert result.ok and time.monotonic() - start < 5
     assert _ended(int(result.stdout))
 
@@ -278,7 +285,7 @@ def test_memory_limit_gives_a_memory_error():
 def test_ctypes_and_signals_outside_are_blocked():
     result = run_sandboxed("import ctypes\nctypes.CDLL('libc.so.6').fork()")
     assert result.violation == "ctypes"
-    result = run_sandboxed("import os\nos.kill(1, 0)")
+    result = run_sandboxed("import os\nos.kill(1, 0)", boundary="none")
     assert result.violation == "signal"
     result = run_sandboxed(
         "import ctypes, os\nos.kill(os.getpid(), 0)\nprint(ctypes.c_int(3).value)"

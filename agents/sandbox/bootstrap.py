@@ -1,13 +1,13 @@
 """The sandboxed child's bootstrap: limits, namespace, privileges, audit hook, then the code.
 
 The parent (``parent.py``) copies this file into the run's temporary directory and starts it as
-``python -I -B -u bootstrap.py CONFIG_JSON``; it sets the limits, enters an empty network
-namespace, drops to an unprivileged user where it can, installs the audit hook and runs
-``main.py`` as ``__main__``. It runs inside the sandbox, before and beside the untrusted code,
-so it imports only the standard library (never anything of ours: ``nobody`` could not read our
-package, and the child must not depend on it). It reports to the parent over a pipe, one JSON
-object a line: ``{"layers": [...]}`` once, then ``{"violation": kind, "detail": ...}`` per
-blocked operation (``report.py`` reads them).
+``python -I -B -u bootstrap.py CONFIG_JSON`` (inside bubblewrap where it can); it sets the
+limits, enters an empty network namespace (unless bubblewrap made one), drops to an unprivileged
+user where it can, installs the audit hook and runs ``main.py`` as ``__main__``. It runs inside
+the sandbox, before and beside the untrusted code, so it imports only the standard library
+(never anything of ours: the sandbox cannot see our package, and the child must not depend on
+it). It reports to the parent over a pipe, one JSON object a line: ``{"layers": [...]}`` once,
+then ``{"violation": kind, "detail": ...}`` per blocked operation (``report.py`` reads them).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def bootstrap(config: dict) -> None:
 
     workdir = config["workdir"]
     drop_to = config["drop_to"]
+    os.environ.pop("PWD", None)  # bwrap's --chdir sets it; the code gets only what we set
     layers = []
 
     def limit(kind: int, soft: int, hard: int | None = None) -> None:
@@ -42,10 +43,12 @@ def bootstrap(config: dict) -> None:
 
     unreadable = _unreadable_by_others([*sys.path, os.path.dirname(workdir)]) if drop_to else None
     run_as = os.geteuid() if drop_to is None or unreadable else drop_to[0]
-    process_cap = _tasks_of(run_as) + config["max_processes"]
+    # In bwrap's pid namespace /proc shows only the sandbox; the parent counted on the host.
+    running = config.get("tasks_of_user")
+    process_cap = (running if running is not None else tasks_of(run_as)) + config["max_processes"]
     limit(resource.RLIMIT_NPROC, process_cap)
 
-    if not config["allow_network"]:
+    if not config["allow_network"] and not config.get("network_isolated"):
         root = os.geteuid() == 0
         if _unshare(_CLONE_NEWNET if root else _CLONE_NEWUSER | _CLONE_NEWNET):
             layers.append("network namespace")
@@ -93,7 +96,7 @@ def _unreadable_by_others(paths: list[str]) -> str | None:
     return None
 
 
-def _tasks_of(uid: int) -> int:
+def tasks_of(uid: int) -> int:
     """Processes and threads that ``uid`` runs now: RLIMIT_NPROC counts all of them."""
     count = 0
     for name in os.listdir("/proc"):
@@ -160,7 +163,7 @@ _WRITE_EVENTS = {
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _DEVICES = {"/dev/null", "/dev/stdout", "/dev/stderr"}
 _GUARDED = _PROCESS_EVENTS | _NETWORK_EVENTS | _CTYPES_EVENTS | set(_WRITE_EVENTS)
-_GUARDED |= {"os.kill", "os.killpg"}
+_GUARDED |= {"os.kill", "os.killpg", "import"}  # import: only once a module left sys.modules
 
 
 def _install_guard(workdir: str, allow_network: bool, allow_subprocess: bool, fd: int) -> None:
@@ -189,7 +192,10 @@ def _install_guard(workdir: str, allow_network: bool, allow_subprocess: bool, fd
     def hook(event: str, args: tuple) -> None:
         if event not in _GUARDED:
             return
-        if event in _PROCESS_EVENTS and not allow_subprocess:
+        if event == "import":
+            if args[0] == "_posixsubprocess" and not allow_subprocess:
+                deny("subprocess", "re-import of _posixsubprocess (an unwrapped fork_exec)")
+        elif event in _PROCESS_EVENTS and not allow_subprocess:
             deny("subprocess", f"{event} {args[0] if args else ''}".strip())
         elif event in _NETWORK_EVENTS and not allow_network:
             if event != "socket.__new__" or args[1] != socket.AF_UNIX:  # socketpair is local

@@ -2,10 +2,11 @@
 
 :func:`run_sandboxed` prepares a fresh temporary directory (the child's cwd, HOME and TMPDIR)
 holding the code and a copy of the bootstrap (``bootstrap.py``, found next to this file), starts
-``python -I -B -u`` on it in its own session with a minimal environment, reads its output as it
-comes, enforces the wall-clock timeout and the output cap by killing the whole process group,
-and waits until every process of the group has ended before the directory is removed.
-``report.py`` turns what happened into a :class:`SandboxResult`.
+``python -I -B -u`` on it in its own session with a minimal environment (inside bubblewrap where
+it works: ``bubblewrap.py``), reads its output as it comes, enforces the wall-clock timeout and
+the output cap by killing the whole process group, and waits until every process of the group
+has ended before the directory is removed. ``report.py`` turns what happened into a
+:class:`SandboxResult`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from slm_agents.sandbox import bubblewrap
+from slm_agents.sandbox.bootstrap import tasks_of
 from slm_agents.sandbox.report import SandboxResult, summarise
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")  # stdlib only: it runs inside the child
@@ -34,12 +37,16 @@ def run_sandboxed(
     allow_subprocess: bool = False,
     user: str | None = "nobody",
     python: str | None = None,
+    boundary: str = "auto",
 ) -> SandboxResult:
     """Run ``code`` as ``__main__`` in a sandboxed subprocess and report what happened.
 
     ``max_processes`` counts threads too. ``user``: whom to run as when started as root (None:
     stay root, without a process limit). ``python``: the interpreter (default: this one).
-    ``allow_subprocess`` is refused where the process limit cannot be enforced.
+    ``allow_subprocess`` is refused where the process limit cannot be enforced. ``boundary``:
+    "auto" runs inside bubblewrap when it works here and falls back to the inner layers (saying
+    so in ``isolation``), "bubblewrap" raises :class:`SandboxUnavailable` instead of falling
+    back, "none" skips it.
     """
     import shutil
     import subprocess
@@ -54,6 +61,8 @@ def run_sandboxed(
     ]:
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
+    python = (shutil.which(python) or python) if python else sys.executable
+    bwrap, no_bwrap = bubblewrap.choose(boundary, python)
 
     with tempfile.TemporaryDirectory(prefix="slm-sandbox-") as workdir:
         boot = os.path.join(workdir, "_sandbox_boot.py")
@@ -62,6 +71,16 @@ def run_sandboxed(
         with open(main_file, "w", encoding="utf-8") as f:
             f.write(code)
         drop_to = _chown_for(user, workdir) if os.geteuid() == 0 and user else None
+        outer = [f"no bubblewrap ({no_bwrap})"]
+        if bwrap:
+            outer = bubblewrap.layers(allow_network=allow_network)
+            outer_argv = bubblewrap.command(
+                bwrap,
+                python,
+                workdir=workdir,
+                allow_network=allow_network,
+                drop_privileges=drop_to is not None,
+            )
         report_r, report_w = os.pipe()
         config = {
             "workdir": workdir,
@@ -73,6 +92,9 @@ def run_sandboxed(
             "allow_network": allow_network,
             "allow_subprocess": allow_subprocess,
             "drop_to": drop_to,
+            "network_isolated": bool(bwrap) and not allow_network,
+            # what the process limit counts that the pid namespace hides (none in a user one)
+            "tasks_of_user": tasks_of(drop_to[0]) if bwrap and drop_to else None,
         }
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -81,7 +103,9 @@ def run_sandboxed(
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
         }
-        argv = [python or sys.executable, "-I", "-B", "-u", "-X", "utf8", boot, json.dumps(config)]
+        argv = [python, "-I", "-B", "-u", "-X", "utf8", boot, json.dumps(config)]
+        if bwrap:
+            argv = [*outer_argv, *argv]
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -105,8 +129,11 @@ def run_sandboxed(
         duration = time.monotonic() - start
         report = _read_all(report_r)
 
+    returncode = proc.returncode
+    if bwrap and 128 < returncode <= 128 + 64:  # bwrap exits 128 + N for a child killed by N
+        returncode = 128 - returncode
     return summarise(
-        returncode=proc.returncode,
+        returncode=returncode,
         out=out,
         err=err,
         killed_by=killed_by,
@@ -116,6 +143,7 @@ def run_sandboxed(
         timeout_s=timeout_s,
         memory_mb=memory_mb,
         max_output_bytes=max_output_bytes,
+        outer_layers=outer,
     )
 
 

@@ -23,7 +23,7 @@ class SandboxResult:
     stdout: str  # at most max_output_bytes in total with stderr, then a truncation marker
     stderr: str
     duration_s: float
-    killed_by: str | None = None  # "timeout" | "memory" | "output" | "processes" | None
+    killed_by: str | None = None  # "timeout" | "memory" | "output" | "processes" | "file size"
     violation: str | None = None  # first blocked operation: "network", "subprocess", ...
     violations: tuple[str, ...] = ()  # every blocked operation (first 20): "kind: detail"
     error: str | None = None  # one line for a repair prompt: "AssertionError (line 9 in ...)"
@@ -42,6 +42,7 @@ def summarise(
     timeout_s: float,
     memory_mb: int,
     max_output_bytes: int,
+    outer_layers: tuple[str, ...] | list[str] = (),
 ) -> SandboxResult:
     """The result of one run. ``killed_by``: the limit the parent enforced (timeout, output),
     else None; the others (memory, processes, the CPU backstop) are read from how it ended."""
@@ -74,7 +75,7 @@ def summarise(
         violation=violations[0].split(":", 1)[0] if violations else None,
         violations=tuple(violations),
         error=None if ok else error,
-        isolation=(*layers, "process group kill"),
+        isolation=(*outer_layers, *layers, "process group kill"),
     )
 
 
@@ -122,4 +123,6 @@ def _limit_hit(returncode: int, error: str | None) -> str | None:
         return "memory"  # a SIGKILL the parent did not send comes from the OOM killer
     if (error or "").startswith("BlockingIOError") and "temporarily unavailable" in error:
         return "processes"  # fork/clone failed with EAGAIN: the process limit
+    if (error or "").startswith("OSError: [Errno 27]") or returncode == -signal.SIGXFSZ:
+        return "file size"  # a write past RLIMIT_FSIZE (Python ignores SIGXFSZ: EFBIG)
     return None
