@@ -133,3 +133,52 @@ def test_a_local_tier_is_sent_the_text_as_it_is(fault_server, tmp_path, mlflow_s
     assert email in json.dumps(fault_server.posts()[0].body)
     assert rows[0]["agents"] == ["llm-tier"]
     assert not [b for b in stored_files(tmp_path) for form in forms(email) if form in b]
+
+
+def test_an_external_planner_plans_over_placeholders_and_local_specialists_get_the_values(
+    fault_server, tmp_path
+):
+    import re
+
+    from slm_agents.teamspec import load_team_spec
+
+    email = "jane.roe@example.org"
+
+    def reply(request):
+        schema = request.body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+        if "steps" in schema.get("properties", {}):  # the planner: refer to what it was sent
+            sent = re.search(r"<EMAIL_\d+>", request.text)
+            return {"steps": [{"agent": "mail", "input": f"write to {sent and sent.group()}"}]}
+        if "to" in schema.get("properties", {}):  # the local extractor
+            found = re.search(r"\S+@\S+", request.text)
+            return {"to": found.group() if found else "nobody"}
+        return openai_fault_server.Reply("Done: mailed <EMAIL_1>.")  # the composer
+
+    fault_server.reply = reply
+    url = fault_server.base_url
+    path = tmp_path / "team.yaml"
+    path.write_text(
+        textwrap.dedent(f"""
+        name: planned
+        agents:
+          mail:
+            kind: extractor
+            endpoint: {{base_url: "{url}", model: local-slm}}
+            json_schema: {{type: object, properties: {{to: {{type: string}}}}, required: [to]}}
+          planner:
+            kind: planner
+            endpoint: {{base_url: "{url}", model: gpt-4o-mini, external: true}}
+            specialists: [mail]
+        flow: {{agent: planner}}
+        """)
+    )
+    _, planner = load_team_spec(path).build()
+    result = planner.run(f"Please send the statement to {email}")
+    assert result.ok, result.error
+    assert result.output["steps"][0]["output"] == {"to": email}  # the specialist saw the value
+    assert result.output["answer"] == f"Done: mailed {email}."
+    by_model = {}
+    for post in fault_server.posts():
+        by_model.setdefault(post.body["model"], []).append(post.text)
+    assert all(email not in text for text in by_model["gpt-4o-mini"])  # plan and compose
+    assert any(email in text for text in by_model["local-slm"])
