@@ -35,6 +35,7 @@ SMALL: dict[str, dict[str, object]] = {
     },
     "05_coding_agent.ipynb": {"N_PROBLEMS": 2, "MAX_REPAIRS": 1, "MAX_NEW_TOKENS": 96},
     "06_serving.ipynb": {"MAX_TOKENS": 12, "CONCURRENCY": [1, 2, 4], "REQUESTS_PER_CLIENT": 1},
+    "07_privacy.ipynb": {"N_TICKETS": 8},
 }
 # Text that must appear in a notebook's outputs (evidence it did the real thing).
 EXPECT: dict[str, list[str]] = {
@@ -48,6 +49,12 @@ EXPECT: dict[str, list[str]] = {
     "04_support_desk.ipynb": ["tickets sent to review", "queued:", "spans of one trace"],
     "05_coding_agent.ipynb": ["sandbox stopped an endless loop: ok=False", "pass@1 without repair"],
     "06_serving.ipynb": ["team answered department: cards", "latency p50", "server stopped: True"],
+    "07_privacy.ipynb": [
+        "values seen by the external tier: 0",
+        "values in the MLflow store: 0",
+        "values back in the answers: 32",
+        "on_prem refused:",
+    ],
 }
 
 MISSING = [m.install for m in BUNDLED.values() if bundled_path(m) is None]
