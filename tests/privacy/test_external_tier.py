@@ -75,7 +75,7 @@ def stored_files(tmp_path) -> list[bytes]:
     return [p.read_bytes() for p in store if p.is_file()]
 
 
-def run(tmp_path, team: str, tickets) -> list[dict]:
+def run(tmp_path, team: str, tickets, printed: list[str] | None = None) -> list[dict]:
     data = tmp_path / "tickets.csv"
     with data.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -84,16 +84,24 @@ def run(tmp_path, team: str, tickets) -> list[dict]:
     out = tmp_path / "results.jsonl"
     result = runner.invoke(app, ["run", team, "--input", str(data), "--output", str(out)])
     assert result.exit_code == 0, result.output
+    if printed is not None:
+        printed.append(result.output)
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 
 
 def test_no_inserted_value_reaches_the_external_tier_or_the_store(
-    fault_server, tmp_path, mlflow_store
+    fault_server, tmp_path, mlflow_store, caplog
 ):
+    import logging
+
     import mlflow
 
+    caplog.set_level(logging.DEBUG)  # every logger, at its most talkative
     tickets = tickets_with_personal_data(8)
-    rows = run(tmp_path, spec(tmp_path, fault_server.base_url), tickets)
+    printed: list[str] = []
+    rows = run(tmp_path, spec(tmp_path, fault_server.base_url), tickets, printed)
+    logged = caplog.text + printed[0]
+    assert caplog.records and printed[0]  # something was logged and printed
 
     sent = [json.dumps(p.body, ensure_ascii=False) for p in fault_server.posts()]
     assert len(sent) == len(tickets)
@@ -103,6 +111,7 @@ def test_no_inserted_value_reaches_the_external_tier_or_the_store(
         for value in values:
             assert not [body for body in sent if value in body], f"sent: {value!r}"
             assert not [b for b in stored for form in forms(value) if form in b], value
+            assert value not in logged, f"logged or printed: {value!r}"
             assert value in row["output"], (value, row["output"])  # restored for the user
         assert row["error"] is None and row["agents"] == ["redact", "llm-tier"]
     assert all("<EMAIL_1>" in body and "<CARD_1>" in body for body in sent)
