@@ -171,7 +171,7 @@ def _run_batch(
     tasks = [Task(r.text or "", id=r.id, meta=dict(r.meta)) for r in readable]
     results = entry.run_batch(tasks) if tasks else []
     if track:
-        tracking.trace_results(results, tasks)
+        tracking.trace_results(results, tasks, llm_tier=llm_tier)
     by_id = {r.id: (r, res) for r, res in zip(readable, results, strict=True)}
     records = []
     for request in batch:

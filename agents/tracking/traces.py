@@ -5,24 +5,29 @@ process or in a Ray actor: the actor never needs MLflow, and nothing crosses a p
 but the Result. Each step's span carries its token usage in MLflow's own attribute, so the
 trace's ``token_usage`` is the request's total. Outputs are JSON structures, not reprs: a
 step's span shows the step's output (its error is the span status's description), the root
-shows ``{"output", "error"}`` of the Result.
+shows ``{"output", "error"}`` of the Result. The steps of the agents named in ``llm_tier``
+carry ``"tier": "llm"``, so the LLM-tier calls can be found in the store again (the flywheel).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from slm_agents.tracking.payload import to_json, token_usage
 from slm_agents.tracking.store import get_tracker
 
 SPAN_TYPES = {"llm": "LLM", "classifier": "CLASSIFIER", "function": "TOOL", "decision": "CHAIN"}
+TIER_ATTRIBUTE = "tier"  # "llm" on the spans of LLM-tier agents
 
 
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
-def _trace_one(result: Any, task: Any, name: str, stored: Any) -> None:
+def _trace_one(
+    result: Any, task: Any, name: str, stored: Any, llm_tier: Collection[str] = ()
+) -> None:
     """``stored``: what a string becomes in the store (``Tracker.stored``: redacted)."""
     import mlflow
     from mlflow.entities import SpanStatus
@@ -48,6 +53,8 @@ def _trace_one(result: Any, task: Any, name: str, stored: Any) -> None:
             "cost": step.cost,
             "decision": step.decision,
         }
+        if step.agent in llm_tier and step.kind != "decision":
+            attributes[TIER_ATTRIBUTE] = "llm"
         if step.prompt_tokens or step.completion_tokens:
             attributes.update(token_usage(step.prompt_tokens, step.completion_tokens))
         child = mlflow.start_span_no_context(
@@ -71,9 +78,14 @@ def _trace_one(result: Any, task: Any, name: str, stored: Any) -> None:
 
 
 def trace_results(
-    results: list[Any], tasks: list[Any] | None = None, name: str = "request"
+    results: list[Any],
+    tasks: list[Any] | None = None,
+    name: str = "request",
+    llm_tier: Collection[str] = (),
 ) -> None:
     """One trace per request: a root span, and a child span per Step of its path.
+
+    ``llm_tier``: agent names whose steps are marked ``"tier": "llm"``.
 
     Sets each Result's ``trace_id``. No-op when tracking is inactive (outside a run and
     without ``enable()``) or the store has failed.
@@ -83,4 +95,4 @@ def trace_results(
         return
     for i, result in enumerate(results):
         task = tasks[i] if tasks is not None else None
-        tracker.fail_open(_trace_one, result, task, name, tracker.stored)
+        tracker.fail_open(_trace_one, result, task, name, tracker.stored, llm_tier)
