@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from slm_agents.cli_flywheel import flywheel_app
 from slm_agents.cli_run import run_command
 from slm_agents.cli_serve import serve_command
 from slm_agents.console import console
@@ -31,6 +32,7 @@ app.command("serve")(serve_command)  # the OpenAI-compatible server (slm_agents.
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(compress_app, name="compress")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(flywheel_app, name="flywheel")  # logged LLM calls -> SLMs (slm_agents.cli_flywheel)
 
 
 def _human_size(n: int | None) -> str:

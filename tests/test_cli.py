@@ -110,7 +110,7 @@ def test_every_command_is_registered_and_cli_run_knows_no_app():
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
     groups = {g.name for g in app.registered_groups}
     assert names == {"run", "serve", "models", "generate", "classify", "demo"}
-    assert groups == {"finetune", "compress", "evaluate"}
+    assert groups == {"finetune", "compress", "evaluate", "flywheel"}
     assert not hasattr(slm_agents.cli_run, "app") and not hasattr(slm_agents.cli_serve, "app")
     usage = runner.invoke(app, ["run", "--help"])
     assert usage.exit_code == 0 and "--input" in usage.output and "--address" in usage.output

@@ -219,6 +219,33 @@ class EncoderClassifier(Model):
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
 
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
+        """Unit-length sentence embeddings (a float32 tensor, n x d) of the zero-shot encoder.
+
+        Batched by ``batch_size`` (default: the classifier's), so any number of texts fits in
+        memory; used to compare texts with each other (near-duplicates, clusters), not only with
+        label descriptions. Texts are truncated at ``max_length`` tokens.
+        """
+        import torch
+
+        if isinstance(texts, str):
+            raise TypeError("embed takes a list of texts; wrap a single text in [ ]")
+        if self.mode != "zero-shot":
+            raise ValueError(
+                "embed needs a plain encoder (a zero-shot classifier); a trained classifier's "
+                "encoder was tuned for its labels"
+            )
+        texts = [_check_text(t) for t in texts]
+        size = batch_size or self.batch_size
+        if not texts:
+            return torch.empty(0, self.model.config.hidden_size)
+        with self._lock:
+            parts = [
+                self._embed(texts[start : start + size]).float().cpu()
+                for start in range(0, len(texts), size)
+            ]
+        return torch.cat(parts)
+
     def _embed(self, texts: list[str]) -> Any:
         """Mean-pooled, unit-length sentence embeddings (how all-MiniLM-L6-v2 was trained)."""
         import torch

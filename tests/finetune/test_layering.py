@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # The application layer may train: the command line composes every part of the library, and a
 # team spec's router is trained on first use. Models, agents, patterns and specialists may not.
-APPLICATION_LAYER = {"slm_agents.cli", "slm_agents.trained_router"}
+APPLICATION_LAYER = {"slm_agents.cli", "slm_agents.cli_flywheel", "slm_agents.trained_router"}
 
 
 def module_files() -> dict[str, Path]:
