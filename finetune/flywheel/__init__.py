@@ -7,28 +7,36 @@ Six steps (the LLM-to-SLM conversion of arXiv 2506.02153):
 2. **curate** (built, :mod:`.curate`): failed, invalid and near-duplicate calls dropped
    (embeddings: :mod:`.embed`), personal data still present redacted, a split by time that
    never splits a conversation;
-3. **cluster**: the recurring tasks found without labels, and each one's output type (in
-   progress: :mod:`.cluster`, :mod:`.output_types`);
+3. **cluster** (built, :mod:`.cluster`): the recurring tasks found without labels (k-means,
+   k by silhouette), named by their top terms, with each one's output type
+   (:mod:`.output_types`) and share of calls and cost;
 4. **select**, 5. **fine-tune**, 6. **deploy**: not built yet.
 
 Heavy libraries (mlflow, torch, Presidio) load inside the functions that need them.
 """
 
 from slm_agents.finetune.flywheel.calls import Call, CallLog, CallLogError, read_calls, write_calls
+from slm_agents.finetune.flywheel.cluster import Cluster, Clustering, cluster_calls
 from slm_agents.finetune.flywheel.collect import Collected, CollectError, collect_calls
 from slm_agents.finetune.flywheel.curate import Curated, CurateError, curate
 from slm_agents.finetune.flywheel.embed import embed_texts
+from slm_agents.finetune.flywheel.output_types import OutputType, detect_output_type
 
 __all__ = [
     "Call",
     "CallLog",
     "CallLogError",
+    "Cluster",
+    "Clustering",
     "CollectError",
     "Collected",
     "CurateError",
     "Curated",
+    "OutputType",
+    "cluster_calls",
     "collect_calls",
     "curate",
+    "detect_output_type",
     "embed_texts",
     "read_calls",
     "write_calls",
