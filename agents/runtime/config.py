@@ -22,7 +22,7 @@ class HostingConfig:
     num_gpus: float = 0  # per actor (fractions allowed)
     max_concurrency: int = 64  # calls an actor accepts at once (batched ones share a model call)
     max_batch_size: int = 16  # 1: no batching, a plain synchronous actor serves the calls
-    max_wait_ms: float = 5.0  # how long a forming batch waits for more calls
+    max_wait_ms: float = 5.0  # how long a forming batch waits for calls it expects (batching.py)
     max_retries: int = 2  # actor restarts, and re-runs of the calls in flight when it died
     max_pending: int = 256  # tasks in flight per RayAgent (backpressure)
     when_full: Literal["wait", "error"] = "wait"  # at max_pending: wait, or a busy error Result

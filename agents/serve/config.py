@@ -10,7 +10,7 @@ Example::
         adapters_dir: adapters/            # every sub-folder is an adapter too
         max_adapters_per_replica: 4        # the per-replica LRU of loaded adapters
         deployment: {replicas: 1, num_cpus: 1, max_ongoing_requests: 32,
-                     max_queued_requests: 64, batch: {max_batch_size: 16, wait_s: 0.1}}
+                     max_queued_requests: 64, batch: {max_batch_size: 16, wait_s: 0.5}}
     teams:
       support-desk: {spec: examples/support_desk.yaml}    # served as model "team:support-desk"
 
@@ -37,14 +37,16 @@ class _Strict(BaseModel):
 
 
 class Batching(_Strict):
-    """Requests queued when the model is free, and those arriving within ``wait_s``, share
-    one forward pass (up to ``max_batch_size``)."""
+    """Requests queued when the model is free share one forward pass (up to
+    ``max_batch_size``); while fewer are queued than were in flight during the last batches,
+    the batch waits up to ``wait_s`` for the clients just answered to send again."""
 
     max_batch_size: int = Field(16, ge=1, le=256)
     # Long enough for clients answered by the last batch to send their next request (a round
-    # trip through the proxy and the ingress) before the next batch starts; a batch of a
-    # 135M model on CPU takes seconds, so 0.1 s costs little. Lower it on a GPU.
-    wait_s: float = Field(0.1, ge=0.0, le=5.0)
+    # trip through the proxy and the ingress, over 0.1 s on two busy cores) before the next
+    # batch starts. Only waited for requests the replica expects (a lone client never waits),
+    # and a batch of a 135M model on CPU takes seconds. Lower it on a GPU.
+    wait_s: float = Field(0.5, ge=0.0, le=5.0)
 
 
 class Autoscaling(_Strict):

@@ -8,8 +8,8 @@ past ``max_adapters_per_replica``. Requests do not carry Serve's ``multiplexed_m
 (Serve's batching would split batches by it), so any replica takes any adapter's requests.
 
 Batches form when the model is free (``slm_agents.runtime.batching.DynamicBatcher``: the
-queued requests, plus those arriving within ``wait_s``), not with ``serve.batch``, which forms
-the next batch while the current one runs: closed-loop clients then split into cohorts that
+queued requests, plus those it expects back within ``wait_s``), not with ``serve.batch``, which
+forms the next batch while the current one runs: closed-loop clients then split into cohorts that
 take turns in smaller batches (a short run of ``benchmarks/serve.py`` at 16 clients: mean
 batch 8.8; with this batcher, 16).
 
