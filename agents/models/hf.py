@@ -12,6 +12,7 @@ Requests for different LoRA adapters share one forward pass (PEFT's mixed-adapte
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import queue
 import threading
@@ -138,6 +139,8 @@ class CausalLM(Model):
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._grammars: GrammarCompiler | None = None
         self._lock = threading.Lock()  # agents sharing this model call it one at a time
+        self._check_lock = threading.Lock()  # check() counts tokens on its own tokenizer
+        self._check_tokenizer: Any = None
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -286,13 +289,17 @@ class CausalLM(Model):
         prompt: empty, too long for the context with ``max_new_tokens``, a schema that does not
         compile. Returns its token count. A server answers 400 from this before queueing.
 
-        Takes the model lock (it waits for a running ``generate``): a fast tokenizer is not
-        thread-safe, and an unpadded encode here while a batch is padded in another thread
-        breaks that batch."""
-        with self._lock:
-            return self._prepare(prompt, options).n_tokens
+        Counts on a tokenizer of its own, never waiting for a running ``generate``: a fast
+        tokenizer is not thread-safe (an unpadded encode while a batch is padded in another
+        thread breaks that batch), and a server checking each request under the model lock
+        would hold every request that arrives during a batch until the batch ends, so they
+        reach the batcher one by one instead of as one next batch."""
+        with self._check_lock:
+            if self._check_tokenizer is None:
+                self._check_tokenizer = copy.deepcopy(self.tokenizer)
+            return self._prepare(prompt, options, self._check_tokenizer).n_tokens
 
-    def _prepare(self, prompt: Any, opts: GenerationOptions) -> _Prepared:
+    def _prepare(self, prompt: Any, opts: GenerationOptions, tokenizer: Any = None) -> _Prepared:
         constraint, adapter = None, opts.adapter
         if isinstance(prompt, Request):
             constraint = make_constraint(prompt.json_schema, prompt.regex)
@@ -303,7 +310,7 @@ class CausalLM(Model):
                     raise InputError(problem)
             prompt = prompt.prompt
         text = self._render(prompt, opts.chat)
-        n_tokens = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        n_tokens = len((tokenizer or self.tokenizer)(text, add_special_tokens=False).input_ids)
         room = self.context_length - opts.max_new_tokens
         if n_tokens > room:
             raise InputError(

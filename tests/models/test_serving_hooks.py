@@ -39,6 +39,21 @@ def test_check_beside_a_running_batch_does_not_break_it(slm):
     assert errors == []
 
 
+def test_check_does_not_wait_for_a_running_batch(slm):
+    """A server checks each request as it arrives; if the check waited for the batch that is
+    running, requests arriving meanwhile would reach the batcher one by one after it, and the
+    next batch would form from whoever was first (closed-loop clients split into cohorts)."""
+    slm.check(Request("warm up"), GenerationOptions())  # the first check copies the tokenizer
+    checked = threading.Event()
+    with slm._lock:  # what a running generate holds for the whole batch
+        worker = threading.Thread(
+            target=lambda: (slm.check(Request("hi there"), GenerationOptions()), checked.set())
+        )
+        worker.start()
+        assert checked.wait(timeout=10), "check waited for the model lock"
+    worker.join()
+
+
 def test_check_names_what_generate_would_refuse(slm):
     with pytest.raises(InputError, match="empty"):
         slm.check(Request("  "), GenerationOptions())
