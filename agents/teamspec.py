@@ -12,15 +12,32 @@ and the allowed values, or the agent name that does not exist. Example::
     input: {text_column: text, id_column: id, label_column: department}
 
 ``flow`` is exactly one of ``agent: NAME``, ``cascade: {small, large, threshold}``,
-``route: {router, routes: {label: NAME}, default}`` or ``pipeline: [NAME, ...]``.
-Relative paths (``labels_file``, ``departments_file``, adapters, ``schema_file``) are read
-relative to the spec file; ``model`` too when such a file or folder exists.
+``route: {router, routes: {label: TARGET}, default}`` or ``pipeline: [NAME, ...]``.
+Relative paths (``labels_file``, ``departments_file``, adapters, ``schema_file``,
+``centroids_file``) are read relative to the spec file; ``model`` too when such a file or folder
+exists.
+
+A route's TARGET is an agent name, or a cascade of two agents for that label only::
+
+    flow:
+      route:
+        router: router
+        routes:
+          tickets: {cascade: {small: slm-tickets, large: llm-tickets, threshold: 0.62}}
+          receipts: llm-receipts
+
+``{cascade: {small, large, threshold, answer_field}}`` is the Cascade of ``flow.cascade``,
+built as one named ``cascade:LABEL`` (so traces tell the routes' cascades apart), except that
+its ``threshold`` is a number in [0, 1] ('calibrated' applies to ``flow.cascade`` only).
 
 Agent kinds: ``llm`` and ``classifier`` (plain agents), the specialists ``support-router``
 (needs ``departments_file``), ``extractor`` (``json_schema`` or ``schema_file``, optional
 ``adapter_dir`` and ``hooks``), ``coder`` (``max_repairs``, ``limits``, ``style``: ``chat`` or
-``completion`` for a base model), and ``planner``
-(``specialists``: the names it may call). ``hosting: {ray: true, num_cpus, replicas, ...}``
+``completion`` for a base model), ``planner``
+(``specialists``: the names it may call), and ``cluster-router`` (needs ``centroids_file``,
+the JSON :func:`slm_agents.cluster_router.save_centroids` writes; ``model`` is the encoder the
+centroids were computed with): it labels each request with its nearest task, as the flywheel
+found the tasks (``slm_agents.cluster_router``). ``hosting: {ray: true, num_cpus, replicas, ...}``
 hosts every agent but the planner as a Ray actor (the fields of ``HostingConfig``).
 ``prices: {MODEL: {input_per_million, output_per_million}}`` prices every agent's calls
 (in process and on Ray), over the defaults of ``slm_agents.pricing``.
@@ -53,14 +70,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -84,8 +104,13 @@ KIND_FIELDS = {
     "extractor": {"schema_file", "adapter_dir", "hooks"},
     "coder": {"max_repairs", "limits", "style"},
     "planner": {"specialists", "descriptions", "max_steps", "compose"},
+    "cluster-router": {"centroids_file"},
 }
-REQUIRED = {"support-router": ("departments_file",), "planner": ("specialists",)}
+REQUIRED = {
+    "support-router": ("departments_file",),
+    "planner": ("specialists",),
+    "cluster-router": ("centroids_file",),
+}
 ENDPOINT_KINDS = ("llm", "planner", "extractor", "coder")  # the kinds a TextGenerator serves
 LOCAL_MODEL_FIELDS = ("adapters", "quantize", "adapter_dir")  # meaningless with an endpoint
 
@@ -128,7 +153,10 @@ class RouterTrainingEntry(_Strict):
 
 
 class AgentEntry(_Strict):
-    kind: Literal["llm", "classifier", "support-router", "extractor", "coder", "planner", "review"]
+    kind: Literal[
+        "llm", "classifier", "support-router", "extractor", "coder", "planner", "review",
+        "cluster-router",
+    ]  # fmt: skip
     model: str | None = None  # every kind but review needs one, or an endpoint
     endpoint: EndpointEntry | None = None  # an OpenAI-compatible endpoint serves the model
     prompt: str = "{text}"
@@ -159,6 +187,7 @@ class AgentEntry(_Strict):
     compose: bool | None = None
     train: RouterTrainingEntry | None = None
     queue_file: str | None = None  # review: the JSONL queue (default: beside the job's output)
+    centroids_file: str | None = None  # cluster-router: labels and centroids (JSON)
 
     @model_validator(mode="before")
     @classmethod
@@ -242,9 +271,58 @@ class CascadeFlow(_Strict):
         raise ValueError(f"must be a number in [0, 1] or 'calibrated', got {value!r}")
 
 
+class RouteCascade(_Strict):
+    """A route's target that is a cascade: written ``{cascade: {small, large, threshold}}``.
+
+    Validated from inside the ``cascade:`` wrapper, so an error reads
+    ``flow.route.routes.LABEL.cascade.FIELD``, and dumped with it, so a spec round-trips.
+    """
+
+    small: str
+    large: str
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    answer_field: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap(cls, data: Any) -> Any:
+        if isinstance(data, RouteCascade):
+            return data
+        if not isinstance(data, dict) or set(data) != {"cascade"}:
+            raise ValueError(
+                "a route target is an agent name or {cascade: {small, large, threshold}}, "
+                f"got {data!r}"
+            )
+        return data["cascade"]
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if value == "calibrated":
+            raise ValueError(
+                "'calibrated' applies to flow.cascade only (a support router trained by the "
+                "spec); a route's cascade takes a number in [0, 1]"
+            )
+        return value
+
+    @model_serializer(mode="wrap")
+    def _wrapped(self, handler: Any) -> dict[str, Any]:
+        return {"cascade": handler(self)}
+
+
+def _target_kind(value: Any) -> str:
+    return "agent" if isinstance(value, str) else "cascade"
+
+
+RouteTarget = Annotated[
+    Annotated[str, Tag("agent")] | Annotated[RouteCascade, Tag("cascade")],
+    Discriminator(_target_kind),
+]
+
+
 class RouteFlow(_Strict):
     router: str
-    routes: dict[str, str] = Field(min_length=1)
+    routes: dict[str, RouteTarget] = Field(min_length=1)
     default: str | None = None
 
 
@@ -272,7 +350,13 @@ class Flow(_Strict):
                     ("flow.cascade.large", self.cascade.large)]  # fmt: skip
         if self.route:
             pairs = [("flow.route.router", self.route.router)]
-            pairs += [(f"flow.route.routes.{k}", v) for k, v in self.route.routes.items()]
+            for label, target in self.route.routes.items():
+                where = f"flow.route.routes.{label}"
+                if isinstance(target, RouteCascade):
+                    pairs += [(f"{where}.cascade.small", target.small),
+                              (f"{where}.cascade.large", target.large)]  # fmt: skip
+                else:
+                    pairs.append((where, target))
             if self.route.default:
                 pairs.append(("flow.route.default", self.route.default))
             return pairs
@@ -334,7 +418,8 @@ class TeamSpec(_Strict):
                                  answer_field=c.answer_field)  # fmt: skip
         if flow.route:
             r = flow.route
-            routes = {label: team[name] for label, name in r.routes.items()}
+            routes = {label: _route_target(team, label, target)
+                      for label, target in r.routes.items()}  # fmt: skip
             return team, Route(team[r.router], routes, default=r.default)
         return team, Pipeline([team[name] for name in flow.pipeline or []])
 
@@ -394,9 +479,21 @@ class TeamSpec(_Strict):
             options["schema"] = _read_schema(base / options.pop("schema_file"))
         if "adapter_dir" in options:
             options["adapter"] = str(base / options.pop("adapter_dir"))
+        if "centroids_file" in options:
+            options["centroids"] = str(base / options.pop("centroids_file"))
         if entry.kind != "planner":
             args["options"] = options
         return {"name": name, **args}
+
+
+def _route_target(team: Any, label: str, target: str | RouteCascade) -> Any:
+    """The agent a route label sends to: a team member, or a Cascade named after the label."""
+    from slm_agents.patterns import Cascade
+
+    if isinstance(target, str):
+        return team[target]
+    return Cascade(team[target.small], team[target.large], threshold=target.threshold,
+                   answer_field=target.answer_field, name=f"cascade:{label}")  # fmt: skip
 
 
 AGENT_SPEC_FIELDS = {
@@ -415,6 +512,9 @@ def load_team_spec(path: str | Path) -> TeamSpec:
             raise TeamSpecError(f"{path}: {field}: no agent {name!r}; agents are {known}")
     if spec.flow.cascade:
         _check_cascade(path, spec)
+    for label, target in (spec.flow.route.routes if spec.flow.route else {}).items():
+        if isinstance(target, RouteCascade):
+            _check_answer_field(path, spec, target, f"flow.route.routes.{label}.cascade")
     if spec.privacy.on_prem and spec.external_agents():
         where = ", ".join(
             f"agents.{n} (endpoint host {host_of(spec.agents[n].endpoint.base_url)!r})"
@@ -434,10 +534,13 @@ def load_team_spec(path: str | Path) -> TeamSpec:
                 f"{path}: agents.{name}.adapter: {entry.adapter!r} is not in its adapters "
                 f"{sorted(entry.adapters)}"
             )
-        for field in ("labels_file", "departments_file", "schema_file", "adapter_dir"):
+        for field in ("labels_file", "departments_file", "schema_file", "adapter_dir",
+                      "centroids_file"):  # fmt: skip
             value = getattr(entry, field)
             if value and not (path.parent / value).exists():
                 raise TeamSpecError(f"{path}: agents.{name}.{field}: no file {value}")
+        if entry.kind == "cluster-router":
+            _check_centroids(path, spec, name)
         for callee in entry.specialists or []:
             if callee not in spec.agents or spec.agents[callee].kind == "planner":
                 callable_ = sorted(n for n, e in spec.agents.items() if e.kind != "planner")
@@ -446,6 +549,30 @@ def load_team_spec(path: str | Path) -> TeamSpec:
                     f"it can call {callable_}"
                 )
     return spec
+
+
+def _check_centroids(path: Path, spec: TeamSpec, name: str) -> None:
+    """A cluster router's file is readable, from its encoder, and a route serves every label."""
+    from slm_agents.cluster_router import CentroidsError, read_centroids
+
+    entry = spec.agents[name]
+    try:
+        centroids = read_centroids(path.parent / entry.centroids_file)
+    except CentroidsError as exc:
+        raise TeamSpecError(f"{path}: agents.{name}.centroids_file: {exc}") from exc
+    if entry.model is not None and Path(entry.model).name != Path(centroids.model).name:
+        raise TeamSpecError(
+            f"{path}: agents.{name}.model: {entry.model!r}, but {entry.centroids_file} was "
+            f"computed with {centroids.model!r}; their cosines would not compare"
+        )
+    route = spec.flow.route
+    if route is not None and route.router == name and route.default is None:
+        unserved = [label for label in centroids.labels if label not in route.routes]
+        if unserved:
+            raise TeamSpecError(
+                f"{path}: flow.route.routes: agents.{name} labels requests {unserved}, which "
+                "have no route; add them or a default"
+            )
 
 
 def _check_cascade(path: Path, spec: TeamSpec) -> None:
@@ -458,9 +585,14 @@ def _check_cascade(path: Path, spec: TeamSpec) -> None:
             f"{path}: flow.cascade.threshold: 'calibrated' needs agents.{c.small}.train (a "
             "support router trained and calibrated on held-out tickets); or give a number"
         )
-    if small.kind == "support-router" and c.answer_field is None:
+    _check_answer_field(path, spec, c, "flow.cascade")
+
+
+def _check_answer_field(path: Path, spec: TeamSpec, c: Any, where: str) -> None:
+    """A support router's dict answers need the field the large agent's answer fills."""
+    if spec.agents[c.small].kind == "support-router" and c.answer_field is None:
         raise TeamSpecError(
-            f"{path}: flow.cascade.answer_field: agents.{c.small} answers with "
+            f"{path}: {where}.answer_field: agents.{c.small} answers with "
             "{intent, department, escalate}; name the field agents."
             f"{c.large}'s answer fills (e.g. department), so every record has one shape"
         )

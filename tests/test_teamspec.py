@@ -55,6 +55,33 @@ def test_bad_specs_name_the_field(tmp_path, change, message):
     assert message in str(error.value)
 
 
+ROUTED = "route: {router: router, routes: {cards: {cascade: {small: backup, large: router, " \
+    "threshold: 0.4}}, transfers: backup}}"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("small: backup", "small: bakup"),
+         "flow.route.routes.cards.cascade.small: no agent 'bakup'; agents are ['backup', "),
+        (("threshold: 0.4", "threshold: calibrated"),
+         "flow.route.routes.cards.cascade.threshold: Value error, 'calibrated' applies to "
+         "flow.cascade only"),
+        (("{cascade: {small", "{cascades: {small"),
+         "flow.route.routes.cards.cascade: Value error, a route target is an agent name or "
+         "{cascade: {small, large, threshold}}"),
+    ],
+)  # fmt: skip
+def test_a_route_to_a_cascade_names_the_field_of_a_bad_one(tmp_path, change, message):
+    good = load_team_spec(write(tmp_path, GOOD.replace(CASCADE, ROUTED)))
+    cards = good.flow.route.routes["cards"]
+    assert (cards.small, cards.large, cards.threshold) == ("backup", "router", 0.4)
+    assert good.model_dump()["flow"]["route"]["routes"]["cards"]["cascade"]["small"] == "backup"
+    with pytest.raises(TeamSpecError) as error:
+        load_team_spec(write(tmp_path, GOOD.replace(CASCADE, ROUTED.replace(*change))))
+    assert message in str(error.value)
+
+
 def test_unreadable_files_are_named(tmp_path):
     with pytest.raises(TeamSpecError, match="no such file"):
         load_team_spec(tmp_path / "missing.yaml")

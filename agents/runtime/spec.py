@@ -23,7 +23,7 @@ from typing import Any
 from slm_agents.agent import Agent, ClassifierAgent, LLMAgent
 from slm_agents.pricing import Price, PriceTable
 
-KINDS = ("llm", "classifier", "support-router", "extractor", "coder")
+KINDS = ("llm", "classifier", "support-router", "extractor", "coder", "cluster-router")
 ENDPOINT_KINDS = ("llm", "extractor", "coder")  # the kinds built on a TextGenerator
 _MODELS: dict[str, Any] = {}
 
@@ -187,4 +187,13 @@ def _coder(spec: AgentSpec) -> Agent:
     )
 
 
-SPECIALISTS = {"support-router": _support_router, "extractor": _extractor, "coder": _coder}
+def _cluster_router(spec: AgentSpec) -> Agent:
+    from slm_agents.cluster_router import ClusterRouter
+
+    options = dict(spec.options)
+    return ClusterRouter(spec.name, options.pop("centroids"), model=spec.model,
+                         prices=spec.price_table(), **options)  # fmt: skip
+
+
+SPECIALISTS = {"support-router": _support_router, "extractor": _extractor, "coder": _coder,
+               "cluster-router": _cluster_router}  # fmt: skip
