@@ -10,22 +10,30 @@ Six steps (the LLM-to-SLM conversion of arXiv 2506.02153):
 3. **cluster** (built, :mod:`.cluster`): the recurring tasks found without labels (k-means,
    k by silhouette), named by their top terms, with each one's output type
    (:mod:`.output_types`) and share of calls and cost;
-4. **select**, 5. **fine-tune**, 6. **deploy**: not built yet.
+4. **select** (built, :mod:`.select`; one call's agreement with the LLM: :mod:`.agreement`)
+   and 5. **fine-tune** (built, :mod:`.candidates`): per cluster, the cheapest SLM trained
+   on its calls that keeps enough of them at a calibrated Cascade threshold;
+6. **deploy**: not built yet.
 
 Heavy libraries (mlflow, torch, Presidio) load inside the functions that need them.
 """
 
+from slm_agents.finetune.flywheel.agreement import agreement
 from slm_agents.finetune.flywheel.calls import Call, CallLog, CallLogError, read_calls, write_calls
+from slm_agents.finetune.flywheel.candidates import Candidate, CandidateUnfit, train_candidate
 from slm_agents.finetune.flywheel.cluster import Cluster, Clustering, cluster_calls
 from slm_agents.finetune.flywheel.collect import Collected, CollectError, collect_calls
 from slm_agents.finetune.flywheel.curate import Curated, CurateError, curate
 from slm_agents.finetune.flywheel.embed import embed_texts
 from slm_agents.finetune.flywheel.output_types import OutputType, detect_output_type
+from slm_agents.finetune.flywheel.select import select_specialist
 
 __all__ = [
     "Call",
     "CallLog",
     "CallLogError",
+    "Candidate",
+    "CandidateUnfit",
     "Cluster",
     "Clustering",
     "CollectError",
@@ -33,11 +41,14 @@ __all__ = [
     "CurateError",
     "Curated",
     "OutputType",
+    "agreement",
     "cluster_calls",
     "collect_calls",
     "curate",
     "detect_output_type",
     "embed_texts",
     "read_calls",
+    "select_specialist",
+    "train_candidate",
     "write_calls",
 ]
