@@ -108,7 +108,28 @@ class Clustering:
             "total_cost": self.total_cost,
             "clusters": [cluster.to_dict() for cluster in self.clusters],
             "labels": list(self.labels),
+            "centroids": [[float(x) for x in row] for row in self.centroids],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Clustering:
+        """Read back what :meth:`to_dict` wrote (a later run keeps the clusters it found)."""
+        import numpy
+
+        clusters = [
+            Cluster(**{**c, "output_type": OutputType.from_dict(c["output_type"])})
+            for c in data["clusters"]
+        ]
+        return cls(
+            clusters=clusters,
+            labels=list(data["labels"]),
+            k=int(data["k"]),
+            reason=data["reason"],
+            silhouettes={int(k): float(v) for k, v in data["silhouettes"].items()},
+            seed=int(data["seed"]),
+            total_cost=data["total_cost"],
+            centroids=numpy.asarray(data["centroids"], dtype=numpy.float64),
+        )
 
 
 def cluster_calls(
@@ -139,8 +160,64 @@ def cluster_calls(
     centroids = numpy.stack([vectors[labels == c].mean(axis=0) for c in range(k)])
     centroids = _unit_rows(centroids, "centroids")
     terms = _top_terms(inputs, labels, k)
-    total_cost = float(sum(costs)) if costs is not None else None
+    names = ["-".join(t[:NAME_TERMS]) or f"cluster-{c}" for c, t in enumerate(terms)]
+    return _grouped(vectors, labels, centroids, names, terms, inputs, outputs, costs,
+                    k=k, reason=reason, silhouettes=silhouettes, seed=seed)  # fmt: skip
 
+
+def regroup(
+    previous: Clustering,
+    inputs: list[str],
+    outputs: list,
+    costs: list[float] | None = None,
+    *,
+    vectors: Any = None,
+) -> Clustering:
+    """``previous``'s clusters (ids, names, centroids) over a new set of calls.
+
+    A later flywheel run keeps the tasks it found, so a cluster's specialist still has its
+    task: each call goes to its nearest centroid, and sizes, shares, output types and examples
+    are recounted. A cluster no call reaches keeps its output type, with size 0.
+    """
+    import numpy
+
+    _check_calls(inputs, outputs, costs, (2, 2))
+    if vectors is None:
+        from slm_agents.finetune.flywheel.embed import embed_texts
+
+        vectors = embed_texts(list(inputs))
+    vectors = _unit_rows(numpy.asarray(vectors, dtype=numpy.float64), "vectors")
+    labels = numpy.asarray(previous.assign(vectors), dtype=int)
+    reason = f"kept the {previous.k} clusters of the previous run ({previous.reason})"
+    return _grouped(
+        vectors, labels, previous.centroids, [c.name for c in previous.clusters],
+        [c.terms for c in previous.clusters], inputs, outputs, costs, k=previous.k,
+        reason=reason, silhouettes=previous.silhouettes, seed=previous.seed,
+        kept_types={c.id: c.output_type for c in previous.clusters},
+    )  # fmt: skip
+
+
+def _grouped(
+    vectors: Any,
+    labels: Any,
+    centroids: Any,
+    names: list[str],
+    terms: list[list[str]],
+    inputs: Sequence[str],
+    outputs: Sequence[Any],
+    costs: Sequence[float] | None,
+    *,
+    k: int,
+    reason: str,
+    silhouettes: dict[int, float],
+    seed: int,
+    kept_types: dict[int, OutputType] | None = None,
+) -> Clustering:
+    """The Clustering of calls labelled ``labels``: each cluster's members, shares and type."""
+    import numpy
+
+    n = len(inputs)
+    total_cost = float(sum(costs)) if costs is not None else None
     clusters = []
     for c in range(k):
         members = numpy.flatnonzero(labels == c)
@@ -148,20 +225,25 @@ def cluster_calls(
         cost_share = None
         if costs is not None and total_cost > 0:
             cost_share = float(sum(costs[i] for i in members)) / total_cost
+        if len(members) or not kept_types:
+            output_type = detect_output_type([outputs[i] for i in members])
+        else:
+            output_type = kept_types[c]
         clusters.append(
             Cluster(
                 id=c,
-                name="-".join(terms[c][:NAME_TERMS]) or f"cluster-{c}",
+                name=names[c],
                 terms=terms[c],
                 size=len(members),
                 call_share=len(members) / n,
                 cost_share=cost_share,
-                output_type=detect_output_type([outputs[i] for i in members]),
+                output_type=output_type,
                 examples=[_cut(inputs[i]) for i in nearest[:EXAMPLES]],
                 members=[int(i) for i in members],
             )
         )
-    _make_names_unique(clusters)
+    if kept_types is None:
+        _make_names_unique(clusters)
     return Clustering(
         clusters=clusters,
         labels=[int(c) for c in labels],

@@ -48,6 +48,10 @@ class OutputType:
         data["keys"] = list(self.keys)
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OutputType:
+        return cls(**{**data, "labels": tuple(data["labels"]), "keys": tuple(data["keys"])})
+
 
 def detect_output_type(outputs: list[str | dict]) -> OutputType:
     """Classify a task's outputs as classification, extraction or generation (module doc)."""

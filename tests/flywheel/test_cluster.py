@@ -150,6 +150,23 @@ def test_three_tasks_come_out_with_their_output_types(stream):
     assert clustering.assign(vectors) == clustering.labels
 
 
+def test_a_later_run_keeps_the_clusters_it_found(stream):
+    """Read back from JSON and regrouped over new calls, the clusters keep ids and names."""
+    from slm_agents.finetune.flywheel.cluster import Clustering, regroup
+
+    tasks, inputs, outputs, vectors = _take(stream, {"ticket", "receipt", "code"})
+    first = cluster_calls(inputs, outputs, vectors=vectors)
+    again = Clustering.from_dict(json.loads(json.dumps(first.to_dict())))
+    assert again.to_dict() == first.to_dict()
+
+    later = regroup(again, inputs[1::2], outputs[1::2], vectors=vectors[1::2])
+    assert [c.name for c in later.clusters] == [c.name for c in first.clusters]
+    assert later.labels == first.labels[1::2]
+    receipts = _cluster_of(later, tasks[1::2], "receipt")
+    assert receipts.output_type.kind == "extraction"
+    assert sum(c.size for c in later.clusters) == len(inputs[1::2])
+
+
 @pytest.mark.parametrize("task", ["intents", "code"])
 def test_one_task_stream_is_one_cluster(stream, task):
     _, inputs, outputs, vectors = _take(stream, {task})
