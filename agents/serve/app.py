@@ -6,6 +6,7 @@ one per team, and the OpenAI ingress in front, which holds no model and needs no
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 from slm_agents.serve.config import ServeConfig
 
 APP_NAME = "slm-agents"
+CONTROL_LOOP_INTERVAL_S = "1.0"  # Serve's default 0.1; a deployment change takes <= 1 s longer
 
 
 def build_app(config: ServeConfig, api_key: str | None = None) -> Any:
@@ -77,6 +79,11 @@ def start(
         raise OSError(f"port {port} on {host} is in use; pick another with --port")
     # A local cluster runs its workers at nice 0: the replicas are the model servers (niced
     # ones measured ~50% slower beside any busy neighbour; docs/architecture.md).
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        # Serve's controller checks every deployment 10 times a second (5% of a core here);
+        # a model's two torch threads lose more than that to any neighbour. Its own cluster
+        # only: an existing cluster keeps its settings. The environment variable overrides.
+        os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", CONTROL_LOOP_INTERVAL_S)
     ensure_ray(address)
     shared = _shared(address)
     try:
