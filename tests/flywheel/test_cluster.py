@@ -266,3 +266,21 @@ def test_bad_outputs_get_clear_errors():
         detect_output_type([["a"]])
     with pytest.raises(TypeError, match="list of outputs"):
         detect_output_type("card_arrival")
+
+
+def test_answers_of_different_shapes_are_never_one_task():
+    """Inputs that embed alike but get a label, an object or free text back are three tasks:
+    a specialist is chosen per output type (and by inputs alone, a wide task swallows a
+    small one: see ``_split_by_shape``)."""
+    from slm_agents.finetune.flywheel.cluster import answer_shape
+
+    rng = numpy.random.default_rng(0)
+    vectors = rng.normal(size=(90, 384)) + 5.0  # one blob: inputs alone say one task
+    outputs = (["card_arrival", "top_up"] * 15 + [{"total": "9.00", "date": "1/2"}] * 30
+               + ["def f(x):\n    return x\n"] * 30)  # fmt: skip
+    clustering = cluster_calls([f"call {i}" for i in range(90)], outputs, vectors=vectors)
+    assert clustering.k == 3, clustering.reason
+    assert sorted(c.output_type.kind for c in clustering.clusters) == [
+        "classification", "extraction", "generation"]  # fmt: skip
+    assert answer_shape('{"b": 1, "a": 2}') == "json:a,b" == answer_shape({"a": 1, "b": 2})
+    assert answer_shape("card_arrival") == "short" and answer_shape("a\nb") == "text"
