@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     two = work / "round2"
     shutil.copytree(one, two)
     run2, seconds2 = run_round(week6.calls, two, args, llm_tier, console.print)
-    new_clusters = sorted({run2.clustering.clusters[k].name for k in
-                           run2.clustering.assign(_vectors(week6.calls))})  # fmt: skip
+    new_clusters = sorted({run2.clustering.clusters[k].name for k in run2.clustering.assign(
+        _vectors(week6.calls), [c.output for c in week6.calls])})  # fmt: skip
     results["round2"] = {
         "seconds": round(seconds2, 1),
         "new_calls": week6.counts(),

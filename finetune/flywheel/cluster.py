@@ -65,9 +65,11 @@ class Cluster:
     output_type: OutputType
     examples: list[str]
     members: list[int]  # indices into the calls, ascending
+    shape: str | None = None  # the shape of its members' answers (answer_shape), most common
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "shape": self.shape,
             "id": self.id,
             "name": self.name,
             "terms": list(self.terms),
@@ -93,12 +95,26 @@ class Clustering:
     total_cost: float | None
     centroids: Any = field(repr=False)  # numpy (k, d), unit rows: assign new calls with these
 
-    def assign(self, vectors: Any) -> list[int]:
-        """The cluster id of each new call's embedding: its nearest centroid by cosine."""
+    def assign(self, vectors: Any, outputs: Sequence[Any] | None = None) -> list[int]:
+        """The cluster id of each new call's embedding: its nearest centroid by cosine.
+
+        With the calls' ``outputs`` (logged calls have answers; a request being routed does
+        not), only clusters whose answers have the call's shape are candidates, as in
+        :func:`cluster_calls`; a shape no cluster has falls back to every cluster.
+        """
         import numpy
 
         vectors = _unit_rows(numpy.asarray(vectors, dtype=numpy.float64), "vectors")
-        return [int(i) for i in numpy.argmax(vectors @ self.centroids.T, axis=1)]
+        similarity = vectors @ self.centroids.T
+        if outputs is not None:
+            if len(outputs) != len(similarity):
+                raise ValueError(f"{len(similarity)} vectors but {len(outputs)} outputs")
+            shapes = numpy.array([c.shape for c in self.clusters], dtype=object)
+            for row, output in enumerate(outputs):
+                other = shapes != answer_shape(output)
+                if not other.all():
+                    similarity[row, other] = -numpy.inf
+        return [int(i) for i in numpy.argmax(similarity, axis=1)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,7 +195,8 @@ def regroup(
     """``previous``'s clusters (ids, names, centroids) over a new set of calls.
 
     A later flywheel run keeps the tasks it found, so a cluster's specialist still has its
-    task: each call goes to its nearest centroid, and sizes, shares, output types and examples
+    task: each call goes to the nearest centroid among the clusters answered as it is
+    (:meth:`Clustering.assign` with outputs), and sizes, shares, output types and examples
     are recounted. A cluster no call reaches keeps its output type, with size 0.
     """
     import numpy
@@ -190,13 +207,14 @@ def regroup(
 
         vectors = embed_texts(list(inputs))
     vectors = _unit_rows(numpy.asarray(vectors, dtype=numpy.float64), "vectors")
-    labels = numpy.asarray(previous.assign(vectors), dtype=int)
+    labels = numpy.asarray(previous.assign(vectors, outputs), dtype=int)
     reason = f"kept the {previous.k} clusters of the previous run ({previous.reason})"
     return _grouped(
         vectors, labels, previous.centroids, [c.name for c in previous.clusters],
         [c.terms for c in previous.clusters], inputs, outputs, costs, k=previous.k,
         reason=reason, silhouettes=previous.silhouettes, seed=previous.seed,
         kept_types={c.id: c.output_type for c in previous.clusters},
+        kept_shapes={c.id: c.shape for c in previous.clusters},
     )  # fmt: skip
 
 
@@ -215,10 +233,12 @@ def _grouped(
     silhouettes: dict[int, float],
     seed: int,
     kept_types: dict[int, OutputType] | None = None,
+    kept_shapes: dict[int, str | None] | None = None,
 ) -> Clustering:
     """The Clustering of calls labelled ``labels``: each cluster's members, shares and type."""
     import numpy
 
+    kept_shapes = kept_shapes or {}
     n = len(inputs)
     total_cost = float(sum(costs)) if costs is not None else None
     clusters = []
@@ -243,6 +263,7 @@ def _grouped(
                 output_type=output_type,
                 examples=[_cut(inputs[i]) for i in nearest[:EXAMPLES]],
                 members=[int(i) for i in members],
+                shape=_modal_shape([outputs[i] for i in members], kept_shapes.get(c)),
             )
         )
     if kept_types is None:
@@ -358,6 +379,13 @@ def answer_shape(output: Any) -> str:
         return "json:" + ",".join(sorted(map(str, output)))
     text = output if isinstance(output, str) else json.dumps(output)
     return "short" if "\n" not in text.strip() and len(text.strip()) <= SHORT_ANSWER else "text"
+
+
+def _modal_shape(outputs: Sequence[Any], default: str | None = None) -> str | None:
+    if not outputs:
+        return default
+    shapes = [answer_shape(o) for o in outputs]
+    return max(sorted(set(shapes)), key=shapes.count)
 
 
 def _split_by_shape(vectors: Any, outputs: Sequence[Any], k_range: tuple[int, int], seed: int):

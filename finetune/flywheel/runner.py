@@ -133,7 +133,9 @@ def _run(calls, out, previous, deadline, *, target, min_share, llm_tier, holdout
         clustering = cluster_calls([c.input for c in train], [c.output for c in train], costs,
                                    vectors=train_vectors, seed=seed)  # fmt: skip
     say(f"{clustering.k} cluster(s): {clustering.reason}")
-    held_of = clustering.assign(held_vectors) if held else []
+    # Held-out calls join the cluster of their answers' shape, as training calls do: what a
+    # specialist is scored and calibrated on is its own task (evaluate measures the router).
+    held_of = clustering.assign(held_vectors, [c.output for c in held]) if held else []
 
     old_plans = {p.cluster: p for p in (previous or {}).get("plans", [])}
     seen = {c.id for c in (previous or {}).get("calls", [])}

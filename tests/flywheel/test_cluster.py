@@ -284,3 +284,26 @@ def test_answers_of_different_shapes_are_never_one_task():
         "classification", "extraction", "generation"]  # fmt: skip
     assert answer_shape('{"b": 1, "a": 2}') == "json:a,b" == answer_shape({"a": 1, "b": 2})
     assert answer_shape("card_arrival") == "short" and answer_shape("a\nb") == "text"
+
+
+def test_new_calls_join_a_cluster_answered_as_they_are():
+    """A ticket whose input lies nearer the receipts' centroid still joins the tickets when
+    its answer is a label: a later run keeps each task's calls together (and retrains only
+    the clusters that really got new calls)."""
+    from slm_agents.finetune.flywheel.cluster import regroup
+
+    rng = numpy.random.default_rng(1)
+    a, b = rng.normal(size=384), rng.normal(size=384)
+    vectors = numpy.vstack(
+        [a + 0.1 * rng.normal(size=(40, 384)), b + 0.1 * rng.normal(size=(40, 384))]
+    )
+    outputs = ["label_a", "label_b"] * 20 + [{"total": "1.00"}] * 40
+    first = cluster_calls([f"call {i}" for i in range(80)], outputs, vectors=vectors)
+    (labels,) = [c.id for c in first.clusters if c.shape == "short"]
+    (objects,) = [c.id for c in first.clusters if c.shape == "json:total"]
+    stray = (b + 0.1 * rng.normal(size=384))[None, :]  # a label-answered call among the objects
+    assert first.assign(stray) == [objects]  # by input alone, as the router sees a request
+    assert first.assign(stray, ["label_a"]) == [labels]
+    later = regroup(first, ["new call", "another"], ["label_b", {"total": "2.00"}],
+                    vectors=numpy.vstack([stray, stray]))  # fmt: skip
+    assert later.labels == [labels, objects]
