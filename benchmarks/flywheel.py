@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a small stream and budget")
+    parser.add_argument(
+        "--evaluate-again",
+        type=Path,
+        default=None,
+        help="score the round1/round2 folders a --keep run left here again (same stream and "
+        "settings); the runs' own parts are carried from the result file",
+    )
     harness.add_output_option(parser, "flywheel")
     args = parser.parse_args(argv)
     if args.quick:
@@ -136,6 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = parse_args(argv)
     quiet_transformers()
+    if args.evaluate_again:
+        return evaluate_again(args)
     results = harness.start("flywheel")
     started = time.perf_counter()
     results["args"] = harness.settings_of(args) | {"output": ""}
@@ -193,6 +202,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     harness.finish(results, started, print_report, harness.output_path(args, "flywheel"))
+    return results
+
+
+def evaluate_again(args: argparse.Namespace) -> dict[str, Any]:
+    """Score a kept run's two teams on week 5 again, with this checkout's evaluation, and
+    recount which clusters week 6 reached; the rest is carried from the result file."""
+    import json
+
+    import yaml
+
+    from slm_agents.finetune.flywheel.cluster import Clustering
+    from slm_agents.finetune.flywheel.evaluate import evaluate_team
+    from slm_agents.finetune.flywheel.stream import build_stream, next_week
+
+    path = harness.output_path(args, "flywheel")
+    results = json.loads(path.read_text())
+    before = {name: results[name]["evaluation"] for name in ("round1", "round2")}
+    started = time.perf_counter()
+    llm_tier = yaml.safe_load(args.llm_tier.read_text()) if args.llm_tier else None
+    stream = build_stream(tickets=args.tickets, receipts=args.receipts, coding=args.coding,
+                          weeks=5, seed=args.seed)  # fmt: skip
+    _, held = split_weeks(stream)
+    week6 = next_week(stream, tickets=args.new_tickets)
+    for name in ("round1", "round2"):
+        results[name]["evaluation"] = evaluate_team(args.evaluate_again / name, held,
+                                                    llm_tier=llm_tier)  # fmt: skip
+    state = json.loads((args.evaluate_again / "round2" / "clusters.json").read_text())
+    clustering = Clustering.from_dict(state["clustering"])
+    reached = clustering.assign(_vectors(week6.calls), [c.output for c in week6.calls])
+    results["round2"]["clusters_with_new_calls"] = sorted(
+        {clustering.clusters[k].name for k in reached}
+    )
+    results["goals"] = goals(results)
+    results["evaluated_again"] = {
+        "date": harness.machine_facts()["date"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "why": "the evaluation judged a call the router sent to another task's cluster by "
+        "that cluster's output type (a ticket answered with its label scored 0 as an object "
+        "of fields), and week 6's calls were counted by input alone; both fixed",
+        "before": before,
+    }
+    print_report(results)
+    harness.write_json(results, path)
+    console.print(f"wrote {path}")
     return results
 
 

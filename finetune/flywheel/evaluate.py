@@ -100,7 +100,7 @@ def evaluate_team(
     for call, result in zip(calls, results, strict=True):
         cluster = _cluster_of(result)
         by_slm = result.ok and not any(s.agent in llm_agents for s in result.path)
-        score = agreement(kinds.get(cluster, "generation"), result.output, call.output)
+        score = agreement(_kind(call.output, kinds.get(cluster)), result.output, call.output)
         all_llm = prices.cost(llm_model, call.prompt_tokens, call.completion_tokens)
         rows.append({"cluster": cluster, "slm": by_slm, "agreement": score if result.ok else 0.0,
                      "cost": result.cost, "all_llm": all_llm, "error": result.error})  # fmt: skip
@@ -141,8 +141,23 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _kinds_by_label(out: Path, state: dict[str, Any]) -> dict[str, str]:
-    """Route label (what the router answers) -> the cluster's output type."""
+SHAPE_KINDS = {"short": "classification", "text": "generation"}  # json:* is extraction
+
+
+def _kind(logged: Any, routed: tuple[str, str | None] | None) -> str:
+    """How to compare an answer with ``logged``: as the cluster the router chose compares,
+    when the logged answer has that cluster's shape; else as the logged answer's own shape
+    asks (a ticket the router sent to the receipts is still judged as a label)."""
+    from slm_agents.finetune.flywheel.cluster import answer_shape
+
+    shape = answer_shape(logged)
+    if routed is not None and routed[1] in (None, shape):
+        return routed[0]
+    return "extraction" if shape.startswith("json:") else SHAPE_KINDS[shape]
+
+
+def _kinds_by_label(out: Path, state: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """Route label (what the router answers) -> the cluster's output type and answer shape."""
     import json
 
     from slm_agents.finetune.flywheel.deploy import ROUTER_FILE
@@ -150,7 +165,7 @@ def _kinds_by_label(out: Path, state: dict[str, Any]) -> dict[str, str]:
     labels = json.loads((out / ROUTER_FILE).read_text(encoding="utf-8"))["labels"]
     clusters = state["clustering"]["clusters"]
     kinds = {p.cluster: p.output_type for p in state["plans"]}
-    return {label: kinds.get(c["name"], c["output_type"]["kind"])
+    return {label: (kinds.get(c["name"], c["output_type"]["kind"]), c.get("shape"))
             for label, c in zip(labels, clusters, strict=True)}  # fmt: skip
 
 

@@ -215,3 +215,16 @@ def test_bad_inputs_fail_clearly(tmp_path):
         ],
     )
     assert result.exit_code != 0 and "no flywheel run" in " ".join(result.output.split())
+
+
+def test_a_misrouted_call_is_judged_by_its_own_answer():
+    """A ticket the router sends to the receipts cluster is answered by that cluster's LLM
+    tier; its answer is still compared as a label, not as an object of fields."""
+    from slm_agents.finetune.flywheel.evaluate import _kind
+
+    receipts = ("extraction", "json:address,company,date,total")
+    assert _kind("card_arrival", receipts) == "classification"
+    assert _kind({"address": "", "company": "", "date": "", "total": "1"}, receipts) == (
+        "extraction")  # fmt: skip
+    assert _kind("def f():\n    return 1\n", ("classification", "short")) == "generation"
+    assert _kind("card_arrival", None) == "classification"
