@@ -142,22 +142,23 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 SHAPE_KINDS = {"short": "classification", "text": "generation"}  # json:* is extraction
+FITS = {"extraction": ("json",), "classification": ("short",), "generation": ("short", "text")}
 
 
-def _kind(logged: Any, routed: tuple[str, str | None] | None) -> str:
+def _kind(logged: Any, routed: str | None) -> str:
     """How to compare an answer with ``logged``: as the cluster the router chose compares,
-    when the logged answer has that cluster's shape; else as the logged answer's own shape
-    asks (a ticket the router sent to the receipts is still judged as a label)."""
+    when the logged answer fits that cluster's output type; else as the logged answer's own
+    shape asks (a ticket the router sent to the receipts is still judged as a label)."""
     from slm_agents.finetune.flywheel.cluster import answer_shape
 
-    shape = answer_shape(logged)
-    if routed is not None and routed[1] in (None, shape):
-        return routed[0]
-    return "extraction" if shape.startswith("json:") else SHAPE_KINDS[shape]
+    shape = answer_shape(logged).split(":")[0]
+    if routed in FITS and shape in FITS[routed]:
+        return routed
+    return "extraction" if shape == "json" else SHAPE_KINDS[shape]
 
 
-def _kinds_by_label(out: Path, state: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
-    """Route label (what the router answers) -> the cluster's output type and answer shape."""
+def _kinds_by_label(out: Path, state: dict[str, Any]) -> dict[str, str]:
+    """Route label (what the router answers) -> the cluster's output type."""
     import json
 
     from slm_agents.finetune.flywheel.deploy import ROUTER_FILE
@@ -165,7 +166,7 @@ def _kinds_by_label(out: Path, state: dict[str, Any]) -> dict[str, tuple[str, st
     labels = json.loads((out / ROUTER_FILE).read_text(encoding="utf-8"))["labels"]
     clusters = state["clustering"]["clusters"]
     kinds = {p.cluster: p.output_type for p in state["plans"]}
-    return {label: (kinds.get(c["name"], c["output_type"]["kind"]), c.get("shape"))
+    return {label: kinds.get(c["name"], c["output_type"]["kind"])
             for label, c in zip(labels, clusters, strict=True)}  # fmt: skip
 
 

@@ -222,9 +222,8 @@ def test_a_misrouted_call_is_judged_by_its_own_answer():
     tier; its answer is still compared as a label, not as an object of fields."""
     from slm_agents.finetune.flywheel.evaluate import _kind
 
-    receipts = ("extraction", "json:address,company,date,total")
-    assert _kind("card_arrival", receipts) == "classification"
-    assert _kind({"address": "", "company": "", "date": "", "total": "1"}, receipts) == (
-        "extraction")  # fmt: skip
-    assert _kind("def f():\n    return 1\n", ("classification", "short")) == "generation"
+    assert _kind("card_arrival", "extraction") == "classification"
+    assert _kind({"address": "", "total": "1"}, "extraction") == "extraction"
+    assert _kind("def f():\n    return 1\n", "classification") == "generation"
+    assert _kind("Paris", "generation") == "generation"  # short free text stays text
     assert _kind("card_arrival", None) == "classification"
