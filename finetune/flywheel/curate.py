@@ -41,6 +41,8 @@ class Curated:
     dropped: dict[str, int]  # why calls were dropped: failed, invalid, near_duplicate
     redacted_calls: int = 0  # calls that still held personal data
     redacted_values: dict[str, int] = field(default_factory=dict)  # values replaced, per kind
+    # call id -> its input's embedding, when near-duplicates were checked (clustering reuses it)
+    vectors: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def counts(self) -> dict[str, int]:
         """Every count in one flat dict (for a table, a JSON report or MLflow metrics)."""
@@ -88,11 +90,17 @@ def curate(
         clean.append(done)
         redacted_calls += bool(found)
         kinds.update(found)
+    vectors: dict[str, Any] = {}
     if dedup_threshold is not None and clean:
-        keep = first_of_near_duplicates([c.input for c in clean], dedup_threshold,
-                                        embedding_model)  # fmt: skip
+        from slm_agents.finetune.flywheel.embed import embed_texts
+
+        texts = [c.input for c in clean]
+        found = embed_texts(texts) if embedding_model is None else embed_texts(
+            texts, model=embedding_model)  # fmt: skip
+        keep = first_of_near_duplicates(texts, dedup_threshold, vectors=found)
         dropped["near_duplicate"] = len(clean) - len(keep)
         clean = [clean[i] for i in keep]
+        vectors = {c.id: found[i] for c, i in zip(clean, keep, strict=True)}
     if not clean:
         raise CurateError(
             f"no call is left to learn from out of {len(calls)}: {dropped['failed']} failed, "
@@ -100,7 +108,7 @@ def curate(
             f"{dropped['near_duplicate']} near-duplicates"
         )
     train, heldout = split_by_time(clean, holdout_fraction)
-    return Curated(train, heldout, dropped, redacted_calls, dict(kinds))
+    return Curated(train, heldout, dropped, redacted_calls, dict(kinds), vectors)
 
 
 # ---------------------------------------------------------------- time
@@ -221,15 +229,17 @@ def _map_strings(value: Any, fn: Any) -> Any:
 
 # ---------------------------------------------------------------- near-duplicates
 def first_of_near_duplicates(
-    texts: list[str], threshold: float, model: str | None = None
+    texts: list[str], threshold: float, model: str | None = None, *, vectors: Any = None
 ) -> list[int]:
     """Positions of the texts to keep: each text whose embedding has a cosine of ``threshold``
-    or more with an earlier kept text's is dropped (greedy, in the given order)."""
+    or more with an earlier kept text's is dropped (greedy, in the given order). ``vectors``:
+    the texts' embeddings when the caller has them."""
     import numpy
 
     from slm_agents.finetune.flywheel.embed import embed_texts
 
-    vectors = embed_texts(texts) if model is None else embed_texts(texts, model=model)
+    if vectors is None:
+        vectors = embed_texts(texts) if model is None else embed_texts(texts, model=model)
     earlier: list[list[int]] = [[] for _ in texts]  # for each text, the earlier ones it repeats
     for start in range(0, len(texts), BLOCK):
         block = vectors[start : start + BLOCK] @ vectors[: start + BLOCK].T

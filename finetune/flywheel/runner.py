@@ -121,8 +121,14 @@ def _run(calls, out, previous, deadline, *, target, min_share, llm_tier, holdout
     train, held = curated.train, curated.heldout
     if len(train) < 2:
         raise FlywheelError(f"{len(train)} call(s) left to learn from; the flywheel needs more")
-    say("embedding the calls with the bundled encoder")
-    vectors = embed_texts([c.input for c in train + held])
+    learned = train + held
+    if all(c.id in curated.vectors for c in learned):  # embedded once, for near-duplicates
+        import numpy
+
+        vectors = numpy.stack([curated.vectors[c.id] for c in learned])
+    else:
+        say("embedding the calls with the bundled encoder")
+        vectors = embed_texts([c.input for c in learned])
     train_vectors, held_vectors = vectors[: len(train)], vectors[len(train) :]
     costs = [c.cost or 0.0 for c in train]
     if previous is not None:
