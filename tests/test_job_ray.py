@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
+from ray_head import ray_head
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -31,45 +29,14 @@ input: {text_column: text, id_column: id, label_column: department}
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def ray_head():
-    """(address, temp dir) of a fresh one-node Ray cluster with 2 logical CPUs."""
-    # Ray's socket paths must stay under ~107 characters: a short dir, not pytest's tmp_path.
-    temp = Path(tempfile.mkdtemp(prefix="rayhead", dir="/tmp"))
-    port = free_port()
-    log = temp / "head.log"
-    with log.open("w") as sink:
-        head = subprocess.Popen(
-            [BIN / "ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while "Ray runtime started" not in log.read_text(errors="replace"):
-        if head.poll() is not None or time.monotonic() > deadline:
-            head.kill()
-            pytest.fail(f"ray start --head did not come up: {log.read_text()[-2000:]}")
-        time.sleep(0.5)
-    try:
+def head():
+    with ray_head() as (address, temp):
         yield address, temp
-    finally:
-        head.terminate()
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_run_with_address_hosts_the_agents_on_that_cluster(tmp_path, ray_head):
-    address, temp = ray_head
+def test_run_with_address_hosts_the_agents_on_that_cluster(tmp_path, head):
+    address, temp = head
     shutil.copy(EXAMPLES / "banking77_departments.yaml", tmp_path)
     (tmp_path / "team.yaml").write_text(SPEC)
     out = tmp_path / "results.jsonl"

@@ -3,13 +3,15 @@ bundled SmolLM2 with two real LoRA adapters, a tightly bounded copy for the 429/
 a zero-shot support router served as ``team:desk``.
 
 It runs as a subprocess through the CLI (so the tests also cover starting, printing the URL and
-stopping on SIGTERM) and keeps its own Ray instance away from the runtime tests' cluster.
+stopping on SIGTERM) and joins a Ray cluster started for it (``conftest.py``), away from the
+runtime tests' cluster.
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ API_KEY = "sk-test-serve-0123456789"
 MODEL = "smollm2-135m-instruct"
 TIGHT = "smollm2-tight"  # one request at a time, one queued, a 6 s timeout
 REPO = Path(__file__).resolve().parents[2]
+# Ray 2.60 turns on token authentication for `ray start`; the test cluster does without.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled"}
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Server:
     process: subprocess.Popen
     log: Path
     api_key: str = API_KEY
+    ray_address: str = ""  # the cluster it joined with --address
+    close_cluster: Callable[[], None] = lambda: None  # stops the server, then that cluster
 
     def client(self, **options):
         from openai import OpenAI

@@ -1,7 +1,8 @@
 """A replica killed under load: the server keeps answering, and ``slm-agents run`` with the
 served model as its LLM tier still ends with every input exactly once.
 
-Last in the package (file order): it kills the main model's replica, which Serve restarts.
+Last in the package (file order): it kills the main model's replica, which Serve restarts, and
+then stops the shared server with SIGTERM.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ import httpx
 import psutil
 import pytest
 import yaml
-from server_process import API_KEY, MODEL
+from server_process import API_KEY, MODEL, RAY_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +86,28 @@ def test_a_killed_replica_loses_no_request(server, tmp_path):
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )
     assert reply.choices[0].message.content
+
+
+APPS = """
+import sys, ray
+from ray import serve
+ray.init(address=sys.argv[1], log_to_driver=False)
+print("APPS", sorted(serve.status().applications))
+"""
+
+
+def test_sigterm_stops_the_server_and_only_its_application(server):
+    """Last of all: on a cluster it joined, the server takes down its own application and
+    leaves the cluster, and its Serve, running."""
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        assert server.process.wait(timeout=90) == 0, server.output()[-4000:]
+        assert "stopped." in server.output()
+        apps = subprocess.run([sys.executable, "-c", APPS, server.ray_address],
+                              capture_output=True, text=True, timeout=120,
+                              env=os.environ | RAY_ENV)  # fmt: skip
+        assert apps.returncode == 0, apps.stderr[-3000:]
+        [line] = [x for x in apps.stdout.splitlines() if x.startswith("APPS ")]
+        assert "slm-agents" not in json.loads(line.removeprefix("APPS ").replace("'", '"'))
+    finally:
+        server.close_cluster()  # the cluster's Ray processes go now, not at the session's end
