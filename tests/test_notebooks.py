@@ -33,9 +33,16 @@ SMALL: dict[str, dict[str, object]] = {
         "MAX_NEW_TOKENS": 120,
         "CODER_TOKENS": 96,
     },
-    "05_coding_agent.ipynb": {"N_PROBLEMS": 2, "MAX_REPAIRS": 1, "MAX_NEW_TOKENS": 96},
-    "06_serving.ipynb": {"MAX_TOKENS": 12, "CONCURRENCY": [1, 2, 4], "REQUESTS_PER_CLIENT": 1},
+    "05_coding_agent.ipynb": {"N_PROBLEMS": 2, "MAX_REPAIRS": 1, "MAX_NEW_TOKENS": 48},
+    "06_serving.ipynb": {"MAX_TOKENS": 12, "CONCURRENCY": [1, 4], "REQUESTS_PER_CLIENT": 1},
     "07_privacy.ipynb": {"N_TICKETS": 8},
+    "08_flywheel.ipynb": {
+        "N_TICKETS": 150,
+        "N_RECEIPTS": 12,
+        "N_CODING": 8,
+        "NEW_TICKETS": 30,
+        "BUDGET_MINUTES": 1.5,
+    },
 }
 # Text that must appear in a notebook's outputs (evidence it did the real thing).
 EXPECT: dict[str, list[str]] = {
@@ -54,6 +61,11 @@ EXPECT: dict[str, list[str]] = {
         "values in the MLflow store: 0",
         "values back in the answers: 32",
         "on_prem refused:",
+    ],
+    "08_flywheel.ipynb": [
+        "adjusted Rand index against the hidden tasks",
+        "SLM share on week 5: round 1",
+        "trained again",
     ],
 }
 
