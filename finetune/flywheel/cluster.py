@@ -135,10 +135,11 @@ class Clustering:
         """Read back what :meth:`to_dict` wrote (a later run keeps the clusters it found)."""
         import numpy
 
-        clusters = [
-            Cluster(**{**c, "output_type": OutputType.from_dict(c["output_type"])})
-            for c in data["clusters"]
-        ]
+        clusters = []
+        for c in data["clusters"]:
+            output_type = OutputType.from_dict(c["output_type"])
+            shape = c.get("shape") or _shape_of_type(output_type)  # older files have none
+            clusters.append(Cluster(**{**c, "output_type": output_type, "shape": shape}))
         return cls(
             clusters=clusters,
             labels=list(data["labels"]),
@@ -379,6 +380,16 @@ def answer_shape(output: Any) -> str:
         return "json:" + ",".join(sorted(map(str, output)))
     text = output if isinstance(output, str) else json.dumps(output)
     return "short" if "\n" not in text.strip() and len(text.strip()) <= SHORT_ANSWER else "text"
+
+
+def _shape_of_type(output_type: OutputType) -> str | None:
+    """The answer shape an output type implies, for state files written before clusters kept
+    theirs: labels are short, extraction is JSON of its keys; free text may be either (None)."""
+    if output_type.kind == "classification":
+        return "short"
+    if output_type.kind == "extraction" and output_type.keys:
+        return "json:" + ",".join(sorted(output_type.keys))
+    return None
 
 
 def _modal_shape(outputs: Sequence[Any], default: str | None = None) -> str | None:

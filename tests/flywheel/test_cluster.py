@@ -158,6 +158,13 @@ def test_a_later_run_keeps_the_clusters_it_found(stream):
     first = cluster_calls(inputs, outputs, vectors=vectors)
     again = Clustering.from_dict(json.loads(json.dumps(first.to_dict())))
     assert again.to_dict() == first.to_dict()
+    older = first.to_dict()  # a state file from before clusters kept their answer shape
+    for cluster in older["clusters"]:
+        del cluster["shape"]
+    derived = Clustering.from_dict(older).clusters
+    assert all(new.shape in (None, c.shape) for c, new in zip(first.clusters, derived, strict=True))
+    receipts = _cluster_of(first, tasks, "receipt")
+    assert derived[receipts.id].shape == "json:address,company,date,total" == receipts.shape
 
     later = regroup(again, inputs[1::2], outputs[1::2], vectors=vectors[1::2])
     assert [c.name for c in later.clusters] == [c.name for c in first.clusters]
