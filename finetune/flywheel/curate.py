@@ -92,11 +92,8 @@ def curate(
         kinds.update(found)
     vectors: dict[str, Any] = {}
     if dedup_threshold is not None and clean:
-        from slm_agents.finetune.flywheel.embed import embed_texts
-
         texts = [c.input for c in clean]
-        found = embed_texts(texts) if embedding_model is None else embed_texts(
-            texts, model=embedding_model)  # fmt: skip
+        found = _embeddings(texts, embedding_model)
         keep = first_of_near_duplicates(texts, dedup_threshold, vectors=found)
         dropped["near_duplicate"] = len(clean) - len(keep)
         clean = [clean[i] for i in keep]
@@ -228,6 +225,13 @@ def _map_strings(value: Any, fn: Any) -> Any:
 
 
 # ---------------------------------------------------------------- near-duplicates
+def _embeddings(texts: list[str], model: str | None) -> Any:
+    """The texts' embeddings with ``model``, or the bundled encoder when it is None."""
+    from slm_agents.finetune.flywheel.embed import embed_texts
+
+    return embed_texts(texts) if model is None else embed_texts(texts, model=model)
+
+
 def first_of_near_duplicates(
     texts: list[str], threshold: float, model: str | None = None, *, vectors: Any = None
 ) -> list[int]:
@@ -236,10 +240,8 @@ def first_of_near_duplicates(
     the texts' embeddings when the caller has them."""
     import numpy
 
-    from slm_agents.finetune.flywheel.embed import embed_texts
-
     if vectors is None:
-        vectors = embed_texts(texts) if model is None else embed_texts(texts, model=model)
+        vectors = _embeddings(texts, model)
     earlier: list[list[int]] = [[] for _ in texts]  # for each text, the earlier ones it repeats
     for start in range(0, len(texts), BLOCK):
         block = vectors[start : start + BLOCK] @ vectors[: start + BLOCK].T

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from ray_head import ray_head
-from server_process import API_KEY, RAY_ENV, Server, free_port, write_config
+from ray_head import free_port, ray_head
+from server_process import API_KEY, RAY_ENV, Server, write_config
 
 
 @pytest.fixture(scope="package")

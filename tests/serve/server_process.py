@@ -9,7 +9,6 @@ runtime tests' cluster.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,12 +48,6 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(folder: Path) -> Path:

@@ -1,6 +1,6 @@
 """On a shared cluster a second ``slm-agents serve`` must not replace the first one's
-application; the first keeps answering. (The teardown in ``conftest.py`` checks that SIGTERM
-takes down only our application and leaves the cluster up.)"""
+application; the first keeps answering. (The package's last test, in ``test_under_faults.py``,
+checks that SIGTERM takes down only our application and leaves the cluster up.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_process import RAY_ENV, free_port
+from ray_head import free_port
+from server_process import RAY_ENV
 
 pytestmark = pytest.mark.slow
 
