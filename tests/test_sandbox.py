@@ -156,6 +156,36 @@ for n in range(50):  # bounded: at most 50 children, each sleeps 1 s and exits
     assert all(_ended(pid, within_s=0.2) for pid in children)
 
 
+def test_a_fork_failure_in_interleaved_tracebacks_still_names_the_process_limit():
+    """Many children of a bomb write their tracebacks at once; the last exception line can
+    then lose its "BlockingIOError" to another child's output (this stderr was seen in CI).
+    Interleaving cannot be caused on purpose, so the report is fed it directly."""
+    from slm_agents.sandbox.report import summarise
+
+    main_file = "/tmp/slm-sandbox-x/main.py"
+    stderr = (
+        "Traceback (most recent call last):\n"
+        f'  File "{main_file}", line 5, in <module>\n'
+        "    os.fork()\n"
+        "BlockingIOError: [Errno 11] Resource temporarily unavailable\n"
+        "Traceback (most recent call last):\n"
+        f'  File "{main_file}", line 5, in <module>\n'
+        "    os.fork()\n"
+        ": [Errno 11] Resource temporarily unavailable\n"
+    )
+    options = {"duration_s": 1.0, "timeout_s": 5, "memory_mb": 256, "max_output_bytes": 10**6}
+    result = summarise(
+        returncode=1, out=b"", err=stderr.encode(), killed_by=None, report=b"",
+        main_file=main_file, **options,
+    )  # fmt: skip
+    assert result.killed_by == "processes" and not result.ok
+    ordinary = summarise(
+        returncode=1, out=b"", err=b"ValueError: no\n", killed_by=None, report=b"",
+        main_file=main_file, **options,
+    )  # fmt: skip
+    assert ordinary.killed_by is None and ordinary.error == "ValueError: no"
+
+
 def test_processes_left_behind_are_killed_when_the_run_ends():
     code = "import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(60)\nprint(pid)"
     python = _python_with_process_limit()

@@ -121,8 +121,11 @@ def _limit_hit(returncode: int, error: str | None) -> str | None:
         return "timeout"  # the CPU-seconds backstop
     if returncode == -signal.SIGKILL or (error or "").startswith("MemoryError"):
         return "memory"  # a SIGKILL the parent did not send comes from the OOM killer
-    if (error or "").startswith("BlockingIOError") and "temporarily unavailable" in error:
-        return "processes"  # fork/clone failed with EAGAIN: the process limit
+    if "[Errno 11] Resource temporarily unavailable" in (error or ""):
+        # fork/clone failed with EAGAIN: the process limit. Not anchored to the start: the
+        # children of a fork bomb write their tracebacks at once, so the exception line
+        # can lose its "BlockingIOError" to another child's output.
+        return "processes"
     if (error or "").startswith("OSError: [Errno 27]") or returncode == -signal.SIGXFSZ:
         return "file size"  # a write past RLIMIT_FSIZE (Python ignores SIGXFSZ: EFBIG)
     return None
