@@ -25,17 +25,14 @@ from typing import Any
 from slm_agents.result import Result, Task
 from slm_agents.runtime.batching import DynamicBatcher
 from slm_agents.runtime.spec import AgentSpec
+from slm_agents.runtime.worker import prepare_worker
 
 
 class _Hosting:
     """What both actor kinds share: the agents built once, torch's threads, bookkeeping."""
 
     def __init__(self, specs: AgentSpec | list[AgentSpec], threads: int):
-        import torch
-
-        # One actor per core budget: torch must not spawn more threads than it was given,
-        # or actors on one machine stall each other (measured: 12x slower fp32 decode).
-        torch.set_num_threads(max(1, threads))
+        prepare_worker(threads)
         self.specs = [specs] if isinstance(specs, AgentSpec) else list(specs)
         self.agents = {spec.name: spec.build() for spec in self.specs}
         self.default = self.specs[0].name
@@ -53,6 +50,7 @@ class _Hosting:
     def info(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
+            "tokenizers_parallelism": os.environ.get("TOKENIZERS_PARALLELISM"),
             "kind": type(self).__name__,
             "agent": self.default,
             "agents": list(self.agents),

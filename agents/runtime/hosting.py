@@ -50,9 +50,7 @@ def ensure_ray(address: str | None = None) -> None:
         address=address,
         ignore_reinit_error=True,
         include_dashboard=False,
-        log_to_driver=False,
-        # Fork-safety: tokenizers' thread pool must not be shared into Ray's worker processes.
-        runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+        log_to_driver=False,  # no runtime_env: see slm_agents.runtime.worker
         **options,
     )
 

@@ -91,11 +91,10 @@ class ModelServer:
     """The deployment class; ``slm_agents.serve.app`` wraps it with ``serve.deployment``."""
 
     def __init__(self, entry: dict[str, Any], adapters: dict[str, str], threads: int):
-        import torch
-
         from slm_agents.models import CausalLM
+        from slm_agents.runtime.worker import prepare_worker
 
-        torch.set_num_threads(max(1, threads))
+        prepare_worker(threads)
         self.model_id = entry["id"] or entry["model"]
         self.lm = CausalLM(
             entry["model"],

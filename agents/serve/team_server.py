@@ -55,8 +55,10 @@ class TeamServer:
 
     def __init__(self, spec_path: str, batch: dict[str, Any], track: bool = False):
         from slm_agents import tracking
+        from slm_agents.runtime.worker import prepare_worker
         from slm_agents.teamspec import load_team_spec
 
+        prepare_worker(threads=None)
         if not track:
             tracking.disable()
         self.spec = load_team_spec(spec_path)

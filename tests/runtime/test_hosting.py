@@ -38,6 +38,7 @@ def test_ray_agent_gives_the_same_results_as_local_and_batches(hosted_router):
     assert remote[2].error == "task text is empty"
     [info] = hosted_router.info()
     assert max(info["batches"]) > 1, info  # single calls were gathered into batches
+    assert info["tokenizers_parallelism"] == "false"  # safe to fork a sandbox (runtime.worker)
 
 
 def test_concurrent_callers_share_batches(hosted_router):
