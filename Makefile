@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.slm-agents-installed
 
-.PHONY: setup demo test lint format bench clean-cache
+.PHONY: setup demo test lint format bench bench-reference clean-cache
 
 setup: $(STAMP)
 
@@ -48,6 +48,13 @@ format: setup
 
 bench: setup
 	$(BIN)/python benchmarks/inference.py
+
+# The llama.cpp reference for benchmarks/inference.py: llama-cpp-python built from source for
+# this CPU (about 6 minutes on 2 cores). A benchmark tool only, never a dependency.
+LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
+bench-reference: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet "$(LLAMA_CPP_PYTHON)"
+	$(BIN)/python -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"
 
 clean-cache:
 	rm -rf $${SLM_AGENTS_CACHE:-$$HOME/.cache/slm-agents}

@@ -298,12 +298,17 @@ def machine_facts() -> dict[str, Any]:
     import transformers
 
     cpu_model = platform.processor() or platform.machine()
+    flags: set[str] = set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    # The kernels torch picks (AVX2, AVX-512, VNNI) move absolute speeds a lot between
+    # machines of one kind: only ratios within a run compare, and these say why.
+    vector = sorted(f for f in flags if f.startswith(("avx", "amx")) or f in {"fma", "f16c"})
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
@@ -316,6 +321,8 @@ def machine_facts() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
         "quantized_engine": torch.backends.quantized.engine,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_vector_flags": vector,
     }
 
 
