@@ -44,8 +44,8 @@ fp32 decode 10x slower or worse, while int8 suffers less (see ``harness.OtherCpu
 
 Run it from the repository root::
 
-    .venv/bin/python benchmarks/inference.py --quick    # smoke run, ~40 s on 2 idle cores
-    .venv/bin/python benchmarks/inference.py            # full run, ~2 min on 2 idle cores
+    .venv/bin/python benchmarks/inference.py --quick    # smoke run, ~80 s on 2 idle cores
+    .venv/bin/python benchmarks/inference.py            # full run, ~5 min on 2 idle cores
     .venv/bin/python benchmarks/inference.py --repeats 5 --new-tokens 128 --json /tmp/b.json
 
 It prints a table and writes JSON (default ``benchmarks/results/inference.json``) with the
