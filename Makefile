@@ -50,7 +50,7 @@ bench: setup
 	$(BIN)/python benchmarks/inference.py
 
 # The llama.cpp reference for benchmarks/inference.py: llama-cpp-python built from source for
-# this CPU (about 6 minutes on 2 cores). A benchmark tool only, never a dependency.
+# this CPU (about 5 minutes on 2 cores). A benchmark tool only, never a dependency.
 LLAMA_CPP_PYTHON ?= llama-cpp-python==0.3.36
 bench-reference: setup
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet "$(LLAMA_CPP_PYTHON)"
